@@ -1,0 +1,110 @@
+"""The command line, run in-process through ``main(argv)`` on a tiny local backbone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from workbench.cli import main
+
+
+@pytest.fixture
+def docs(tmp_path):
+    path = tmp_path / "docs.txt"
+    path.write_text("Bread is baked from flour and water.\n\nParis is in France.\nPlants use light.\n")
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_encode_with_documents_json(capsys, tiny_dirs, docs) -> None:
+    code, out, err = run(capsys, "encode", "How do I bake bread?", "Where is Paris?", "--documents",
+                         str(docs), "--model", str(tiny_dirs["llama"]), "--json", "--top-k", "2")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["dim"] == 384 and not data["trained"]
+    assert [q["query"] for q in data["queries"]] == ["How do I bake bread?", "Where is Paris?"]
+    first = data["queries"][0]["results"]
+    assert len(first) == 2 and first[0]["score"] >= first[1]["score"]
+    assert {r["text"] for r in first} <= {"Bread is baked from flour and water.", "Paris is in France.",
+                                          "Plants use light."}
+    assert "untrained" in err
+
+
+def test_encode_table_and_saved_embeddings(capsys, tiny_dirs, docs, tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    out_file = tmp_path / "emb.safetensors"
+    code, out, _ = run(capsys, "encode", "How do I bake bread?", "-d", str(docs), "-m",
+                       str(tiny_dirs["qwen3"]), "--save", str(out_file))
+    assert code == 0 and "Paris is in France." in out and "cosine" in out
+    tensors = load_file(str(out_file))
+    assert tensors["queries"].shape == (1, 384) and tensors["documents"].shape == (3, 384)
+
+
+def test_generate_and_compare(capsys, tiny_dirs) -> None:
+    code, out, _ = run(capsys, "generate", "Where is Paris?", "-m", str(tiny_dirs["qwen2"]),
+                       "--max-new-tokens", "4", "--compare", "--json")
+    assert code == 0
+    row = json.loads(out)[0]
+    assert set(row) == {"query", "decoded", "answer"}
+
+
+def test_info(capsys, tiny_dirs, tmp_path) -> None:
+    from conftest import tiny_gen
+
+    tiny_gen(tiny_dirs, num_thought=0).save(tmp_path / "ck")
+    code, out, _ = run(capsys, "info", str(tmp_path / "ck"))
+    assert code == 0 and json.loads(out)["config"]["num_thought"] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["encode", ""], "text 0 is empty"),
+        (["encode", "q", "--model", "no-such-backbone"], "unknown backbone"),
+        (["encode", "q", "--documents", "/no/such/docs.txt"], "does not exist"),
+        (["encode", "q", "--checkpoint", "/no/such/ckpt"], "does not exist"),
+        (["info", "/no/such/ckpt"], "does not exist"),
+        (["fetch", "nothing-known"], "unknown registry name"),
+    ],
+)
+def test_bad_input_gives_one_line_error(capsys, argv, message) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_non_utf8_documents(capsys, tiny_dirs, tmp_path) -> None:
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    code, _, err = run(capsys, "encode", "q", "-d", str(bad), "-m", str(tiny_dirs["llama"]))
+    assert code == 1 and "not UTF-8" in err and len(err.strip().splitlines()) == 1
+
+
+def test_jsonl_documents_with_field(capsys, tiny_dirs, tmp_path) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"body": "one"}\n{"body": "two"}\n')
+    code, out, _ = run(capsys, "encode", "q", "-d", str(path), "--field", "body", "-m",
+                       str(tiny_dirs["llama"]), "--json")
+    assert code == 0 and len(json.loads(out)["queries"][0]["results"]) == 2
+    code, _, err = run(capsys, "encode", "q", "-d", str(path), "-m", str(tiny_dirs["llama"]))
+    assert code == 1 and "no string field 'text'" in err
+
+
+def test_usage_error_exits_nonzero(capsys) -> None:
+    code, _, _ = run(capsys, "encode", "q", "--top-k", "0")
+    assert code == 2
+
+
+def test_help_lists_commands(capsys) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for command in ("encode", "generate", "answer", "backbones", "fetch", "info"):
+        assert command in out

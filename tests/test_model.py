@@ -1,0 +1,161 @@
+"""The method on tiny Llama, Qwen2 and Qwen3 backbones: states, heads, gradients, batching, decoding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_gen
+
+from workbench.backbone import find_architecture
+from workbench.errors import WorkbenchError
+
+TEXTS = ["How do I bake bread?", "Paris", "Prove that the square root of two is irrational, step by step."]
+
+
+def reference_states(gen, texts):
+    """Final post-norm states computed without nnsight: embeddings edited by hand, plain forward."""
+    batch = gen.encoder_batch(texts)
+    model = gen.backbone.model
+    n = gen.config.num_special
+    ids = batch.input_ids.clone()
+    ids[:, -n:] = gen.tokenizer.pad_token_id
+    embeds = model.get_input_embeddings()(ids)
+    embeds = torch.cat([embeds[:, :-n], gen.special.unsqueeze(0).expand(len(texts), -1, -1)], dim=1)
+    out = model.base_model(inputs_embeds=embeds, attention_mask=batch.attention_mask,
+                           position_ids=batch.position_ids)
+    return out.last_hidden_state[:, -gen.config.num_compress:]
+
+
+@pytest.mark.parametrize(("thought", "compress"), [(10, 10), (0, 10), (3, 2)])
+def test_token_counts_and_shapes(tiny_dirs, family, thought, compress) -> None:
+    gen = tiny_gen(tiny_dirs, family, num_thought=thought, num_compress=compress)
+    assert gen.special.shape == (thought + compress, 64)
+    assert gen.compression_states(TEXTS).shape == (3, compress, 64)
+    assert gen.encode(TEXTS).shape == (3, 16)
+    strings = gen.tokenizer.convert_ids_to_tokens(gen.special_ids)
+    assert strings == gen.config.token_strings()
+    assert sum(s.startswith("<think_") for s in strings) == thought
+
+
+def test_states_are_final_post_norm_at_last_c_positions(tiny_dirs, family) -> None:
+    gen = tiny_gen(tiny_dirs, family, num_thought=4, num_compress=3)
+    with torch.no_grad():
+        expected = reference_states(gen, TEXTS)
+    assert torch.allclose(gen.compression_states(TEXTS), expected, atol=1e-5)
+    # the final norm is really applied: states differ from the last layer's raw output
+    arch = find_architecture(gen.backbone.model)
+    assert arch.final_norm.endswith("norm")
+
+
+def test_embedding_and_soft_prompt_formulas(tiny_dirs, family) -> None:
+    gen = tiny_gen(tiny_dirs, family)
+    torch.nn.init.normal_(gen.reconstruction.weight, std=0.1)
+    h = gen.compression_states(TEXTS)
+    s = torch.nn.functional.linear(h, gen.reconstruction.weight, gen.reconstruction.bias)
+    e = torch.nn.functional.linear(s, gen.alignment.weight, gen.alignment.bias).mean(dim=1)
+    out = gen(TEXTS)
+    assert torch.allclose(out["soft_prompt"], s, atol=1e-5)
+    assert torch.allclose(out["embedding"], e, atol=1e-5)
+    assert torch.allclose(gen.encode(TEXTS), e, atol=1e-5)
+    assert torch.allclose(gen.encode(TEXTS, normalize=True).norm(dim=-1), torch.ones(3))
+
+
+def test_only_special_rows_and_heads_train(tiny_dirs, family) -> None:
+    gen = tiny_gen(tiny_dirs, family, num_thought=2, num_compress=3)
+    backbone = gen.backbone.model
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    assert set(gen.state_dict()) == {"special", "reconstruction.weight", "reconstruction.bias",
+                                     "alignment.weight", "alignment.bias"}
+    assert not any(p.requires_grad for p in backbone.parameters())
+    optimiser = torch.optim.AdamW(gen.trainable_parameters(), lr=1e-2)
+    out = gen(TEXTS)
+    loss = out["embedding"].pow(2).mean() + out["soft_prompt"].pow(2).mean()
+    loss.backward()
+    optimiser.step()
+    assert gen.special.grad is not None
+    assert (gen.special.grad.abs().sum(dim=-1) > 0).all()  # thought rows too
+    for head in (gen.reconstruction, gen.alignment):
+        assert head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in backbone.parameters())
+    after = backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_batched_equals_one_by_one(tiny_dirs, family) -> None:
+    gen = tiny_gen(tiny_dirs, family)
+    texts = [*TEXTS, "a", "x " * 30]
+    batched = gen.encode(texts, batch_size=5)
+    single = torch.cat([gen.encode([t]) for t in texts])
+    assert torch.allclose(batched, single, atol=1e-5)
+    states = gen.compression_states(texts, batch_size=2)
+    assert torch.allclose(states, torch.cat([gen.compression_states([t]) for t in texts]), atol=1e-5)
+
+
+def test_instructions_are_joined_with_one_space(tiny_dirs) -> None:
+    gen = tiny_gen(tiny_dirs)
+    direct = gen.encode(["Generate a passage that best answers this question: Paris"])
+    assert torch.allclose(gen.encode_queries(["Paris"]), direct, atol=1e-6)
+    docs = gen.encode(["Summarize the following passage: Paris"])
+    assert torch.allclose(gen.encode_documents(["Paris"]), docs, atol=1e-6)
+
+
+def naive_greedy(gen, soft, steps):
+    """Greedy decoding that re-runs the whole sequence each step (no KV cache)."""
+    model = gen.backbone.model
+    embeds, ids = soft, []
+    eos = gen.tokenizer.eos_token_id
+    with torch.no_grad():
+        for _ in range(steps):
+            nxt = int(model(inputs_embeds=embeds).logits[0, -1].argmax())
+            if nxt == eos:
+                break
+            ids.append(nxt)
+            embeds = torch.cat([embeds, model.get_input_embeddings()(torch.tensor([[nxt]]))], dim=1)
+    return gen.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+def test_generate_with_kv_cache_matches_naive_decoding(tiny_dirs, family) -> None:
+    gen = tiny_gen(tiny_dirs, family, num_thought=2, num_compress=4)
+    states = gen.compression_states(TEXTS)
+    out = gen.generate(states, max_new_tokens=12)
+    assert out == gen.generate(TEXTS, max_new_tokens=12)
+    for i in range(len(TEXTS)):
+        assert out[i] == naive_greedy(gen, gen.soft_prompt(states[i:i + 1]), 12)
+
+
+def test_generate_rejects_wrong_state_shape(tiny_dirs) -> None:
+    gen = tiny_gen(tiny_dirs)
+    with pytest.raises(WorkbenchError, match="compression states must have shape"):
+        gen.generate(torch.zeros(2, 3, 64))
+
+
+def test_answer_is_batch_invariant(tiny_dirs, family) -> None:
+    gen = tiny_gen(tiny_dirs, family)
+    prompts = ["hi", "How do I bake bread at home with flour and water?"]
+    batched = gen.answer(prompts, max_new_tokens=10)
+    assert family == "llama" or all(batched)  # the random tiny Llama ends at once; the others speak
+    assert batched == [gen.answer([p], max_new_tokens=10)[0] for p in prompts]
+
+
+def test_llm_pooling_baselines(tiny_dirs) -> None:
+    gen = tiny_gen(tiny_dirs)
+    mean = gen.llm_embed(TEXTS, batch_size=3)
+    assert mean.shape == (3, 64)
+    assert torch.allclose(mean, torch.cat([gen.llm_embed([t]) for t in TEXTS]), atol=1e-5)
+    last = gen.llm_embed(TEXTS, pooling="last")
+    assert not torch.allclose(mean, last)
+    with pytest.raises(WorkbenchError):
+        gen.llm_embed(TEXTS, pooling="max")
+
+
+def test_self_teacher_is_mean_pooled_backbone(tiny_dirs) -> None:
+    gen = tiny_gen(tiny_dirs, teacher="self", teacher_dim=64)
+    teacher = gen.load_teacher()
+    assert teacher.dim == 64
+    assert torch.allclose(teacher.encode(TEXTS), gen.llm_embed(TEXTS), atol=1e-6)
+
+
+def test_untrained_init_is_seeded(tiny_dirs) -> None:
+    a, b = tiny_gen(tiny_dirs, seed=3), tiny_gen(tiny_dirs, seed=3)
+    assert torch.equal(a.special, b.special) and torch.equal(a.alignment.weight, b.alignment.weight)
+    assert torch.equal(a.reconstruction.weight, torch.eye(64))

@@ -1,0 +1,74 @@
+"""Reads and edits of the frozen backbone through its nnsight wrapper."""
+
+from __future__ import annotations
+
+import inspect
+from functools import reduce
+from typing import Any
+
+import torch
+from nnsight import NNsight
+
+from .backbone import Backbone
+from .inputs import EncoderBatch
+
+
+class TracedBackbone:
+    """A frozen backbone wrapped (not forked) by nnsight; one wrapper serves encoder and decoder."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        self.backbone = backbone
+        self.nn = NNsight(backbone.model)
+        params = inspect.signature(backbone.model.forward).parameters
+        # Only the last position goes through the output head when we just read hidden states.
+        self._head_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+    def envoy(self, path: str) -> Any:
+        """The nnsight envoy of a submodule given its dotted path."""
+        return reduce(getattr, path.split("."), self.nn)
+
+    def _lookup_ids(self, batch: EncoderBatch, num_special: int) -> torch.Tensor:
+        """Input ids with the special positions replaced by pad (their rows are injected)."""
+        ids = batch.input_ids.clone()
+        if num_special:
+            ids[:, -num_special:] = self.backbone.tokenizer.pad_token_id
+        return ids
+
+    def final_states(self, batch: EncoderBatch, special_rows: torch.Tensor | None,
+                     keep_last: int) -> torch.Tensor:
+        """Final-layer post-norm states at the last ``keep_last`` positions.
+
+        ``special_rows`` ([N, H]) are written over the token embeddings of the last N positions
+        inside the trace, so gradients reach them through the frozen network.
+        """
+        arch = self.backbone.arch
+        device = self.backbone.model.get_input_embeddings().weight.device
+        n = 0 if special_rows is None else special_rows.shape[0]
+        with self.nn.trace(
+            input_ids=self._lookup_ids(batch, n).to(device),
+            attention_mask=batch.attention_mask.to(device),
+            position_ids=batch.position_ids.to(device),
+            use_cache=False,
+            **self._head_kwargs,
+        ):
+            if special_rows is not None:
+                embed = self.envoy(arch.embed)
+                tokens = embed.output
+                rows = special_rows.to(tokens.dtype).unsqueeze(0).expand(tokens.shape[0], -1, -1)
+                embed.output = torch.cat([tokens[:, : tokens.shape[1] - n], rows], dim=1)
+            states = self.envoy(arch.final_norm).output[:, -keep_last:].save()
+        return states
+
+    def pooled_states(self, batch: EncoderBatch, pooling: str) -> torch.Tensor:
+        """The frozen LLM as an input-centric encoder: final post-norm states, mean or last token."""
+        arch = self.backbone.arch
+        device = self.backbone.model.get_input_embeddings().weight.device
+        mask = batch.attention_mask.to(device)
+        with self.nn.trace(input_ids=batch.input_ids.to(device), attention_mask=mask,
+                           position_ids=batch.position_ids.to(device), use_cache=False,
+                           **self._head_kwargs):
+            states = self.envoy(arch.final_norm).output.save()
+        if pooling == "last":
+            return states[:, -1]
+        weights = mask.to(states.dtype).unsqueeze(-1)
+        return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
