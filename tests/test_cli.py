@@ -23,16 +23,30 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_encode_with_documents_json(capsys, tiny_dirs, docs) -> None:
-    code, out, err = run(capsys, "encode", "How do I bake bread?", "Where is Paris?", "--documents",
-                         str(docs), "--model", str(tiny_dirs["llama"]), "--json", "--top-k", "2")
+    code, out, err = run(
+        capsys,
+        "encode",
+        "How do I bake bread?",
+        "Where is Paris?",
+        "--documents",
+        str(docs),
+        "--model",
+        str(tiny_dirs["llama"]),
+        "--json",
+        "--top-k",
+        "2",
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["dim"] == 384 and not data["trained"]
     assert [q["query"] for q in data["queries"]] == ["How do I bake bread?", "Where is Paris?"]
     first = data["queries"][0]["results"]
     assert len(first) == 2 and first[0]["score"] >= first[1]["score"]
-    assert {r["text"] for r in first} <= {"Bread is baked from flour and water.", "Paris is in France.",
-                                          "Plants use light."}
+    assert {r["text"] for r in first} <= {
+        "Bread is baked from flour and water.",
+        "Paris is in France.",
+        "Plants use light.",
+    }
     assert "untrained" in err
 
 
@@ -40,16 +54,34 @@ def test_encode_table_and_saved_embeddings(capsys, tiny_dirs, docs, tmp_path) ->
     from safetensors.torch import load_file
 
     out_file = tmp_path / "emb.safetensors"
-    code, out, _ = run(capsys, "encode", "How do I bake bread?", "-d", str(docs), "-m",
-                       str(tiny_dirs["qwen3"]), "--save", str(out_file))
+    code, out, _ = run(
+        capsys,
+        "encode",
+        "How do I bake bread?",
+        "-d",
+        str(docs),
+        "-m",
+        str(tiny_dirs["qwen3"]),
+        "--save",
+        str(out_file),
+    )
     assert code == 0 and "Paris is in France." in out and "cosine" in out
     tensors = load_file(str(out_file))
     assert tensors["queries"].shape == (1, 384) and tensors["documents"].shape == (3, 384)
 
 
 def test_generate_and_compare(capsys, tiny_dirs) -> None:
-    code, out, _ = run(capsys, "generate", "Where is Paris?", "-m", str(tiny_dirs["qwen2"]),
-                       "--max-new-tokens", "4", "--compare", "--json")
+    code, out, _ = run(
+        capsys,
+        "generate",
+        "Where is Paris?",
+        "-m",
+        str(tiny_dirs["qwen2"]),
+        "--max-new-tokens",
+        "4",
+        "--compare",
+        "--json",
+    )
     assert code == 0
     row = json.loads(out)[0]
     assert set(row) == {"query", "decoded", "answer"}
@@ -91,8 +123,9 @@ def test_non_utf8_documents(capsys, tiny_dirs, tmp_path) -> None:
 def test_jsonl_documents_with_field(capsys, tiny_dirs, tmp_path) -> None:
     path = tmp_path / "docs.jsonl"
     path.write_text('{"body": "one"}\n{"body": "two"}\n')
-    code, out, _ = run(capsys, "encode", "q", "-d", str(path), "--field", "body", "-m",
-                       str(tiny_dirs["llama"]), "--json")
+    code, out, _ = run(
+        capsys, "encode", "q", "-d", str(path), "--field", "body", "-m", str(tiny_dirs["llama"]), "--json"
+    )
     assert code == 0 and len(json.loads(out)["queries"][0]["results"]) == 2
     code, _, err = run(capsys, "encode", "q", "-d", str(path), "-m", str(tiny_dirs["llama"]))
     assert code == 1 and "no string field 'text'" in err

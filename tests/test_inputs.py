@@ -41,7 +41,7 @@ def assert_invariants(batch, special_ids, max_length, tokenizer, rows):
         assert batch.position_ids[i, -real:].tolist() == list(range(real))
         # the text part is the tokenizer's own output, truncated from the right
         own = tokenizer(text, split_special_tokens=True)["input_ids"][: max_length - n]
-        assert batch.input_ids[i, len(mask) - real: len(mask) - n].tolist() == own
+        assert batch.input_ids[i, len(mask) - real : len(mask) - n].tolist() == own
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -33,8 +33,9 @@ def test_second_load_comes_from_the_safetensors_cache(smol) -> None:
     start = time.perf_counter()
     again = load_backbone("smollm2-135m")
     elapsed = time.perf_counter() - start
-    assert torch.equal(again.model.get_input_embeddings().weight,
-                       smol.backbone.model.get_input_embeddings().weight)
+    assert torch.equal(
+        again.model.get_input_embeddings().weight, smol.backbone.model.get_input_embeddings().weight
+    )
     print(f"cached backbone load: {elapsed:.2f} s")  # reported, not asserted (see benchmarks/)
 
 
@@ -46,8 +47,11 @@ def test_real_tokenizer_keeps_specials_last(smol) -> None:
 
 
 def test_encode_shapes_and_batch_invariance(smol) -> None:
-    texts = ["How do I bake bread?", "What is the capital of France?",
-             "Explain, step by step and with care, why the sky looks blue during the day."]
+    texts = [
+        "How do I bake bread?",
+        "What is the capital of France?",
+        "Explain, step by step and with care, why the sky looks blue during the day.",
+    ]
     batched = smol.encode_queries(texts, batch_size=3)
     assert batched.shape == (3, 384) and torch.isfinite(batched).all()
     single = torch.cat([smol.encode_queries([t]) for t in texts])
@@ -81,8 +85,13 @@ def test_cli_entry_point_end_to_end(tmp_path) -> None:
     docs = ROOT / "examples" / "documents.txt"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     exe = Path(sys.executable).parent / "workbench"
-    proc = subprocess.run([str(exe), "encode", "How do I bake bread?", "--documents", str(docs), "--json"],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [str(exe), "encode", "How do I bake bread?", "--documents", str(docs), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["model"] == "smollm2-135m" and len(data["queries"][0]["results"]) == 5

@@ -21,9 +21,10 @@ def reference_states(gen, texts):
     ids[:, -n:] = gen.tokenizer.pad_token_id
     embeds = model.get_input_embeddings()(ids)
     embeds = torch.cat([embeds[:, :-n], gen.special.unsqueeze(0).expand(len(texts), -1, -1)], dim=1)
-    out = model.base_model(inputs_embeds=embeds, attention_mask=batch.attention_mask,
-                           position_ids=batch.position_ids)
-    return out.last_hidden_state[:, -gen.config.num_compress:]
+    out = model.base_model(
+        inputs_embeds=embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+    )
+    return out.last_hidden_state[:, -gen.config.num_compress :]
 
 
 @pytest.mark.parametrize(("thought", "compress"), [(10, 10), (0, 10), (3, 2)])
@@ -64,8 +65,13 @@ def test_only_special_rows_and_heads_train(tiny_dirs, family) -> None:
     gen = tiny_gen(tiny_dirs, family, num_thought=2, num_compress=3)
     backbone = gen.backbone.model
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    assert set(gen.state_dict()) == {"special", "reconstruction.weight", "reconstruction.bias",
-                                     "alignment.weight", "alignment.bias"}
+    assert set(gen.state_dict()) == {
+        "special",
+        "reconstruction.weight",
+        "reconstruction.bias",
+        "alignment.weight",
+        "alignment.bias",
+    }
     assert not any(p.requires_grad for p in backbone.parameters())
     optimiser = torch.optim.AdamW(gen.trainable_parameters(), lr=1e-2)
     out = gen(TEXTS)
@@ -120,7 +126,7 @@ def test_generate_with_kv_cache_matches_naive_decoding(tiny_dirs, family) -> Non
     out = gen.generate(states, max_new_tokens=12)
     assert out == gen.generate(TEXTS, max_new_tokens=12)
     for i in range(len(TEXTS)):
-        assert out[i] == naive_greedy(gen, gen.soft_prompt(states[i:i + 1]), 12)
+        assert out[i] == naive_greedy(gen, gen.soft_prompt(states[i : i + 1]), 12)
 
 
 def test_generate_rejects_wrong_state_shape(tiny_dirs) -> None:
@@ -159,3 +165,31 @@ def test_untrained_init_is_seeded(tiny_dirs) -> None:
     a, b = tiny_gen(tiny_dirs, seed=3), tiny_gen(tiny_dirs, seed=3)
     assert torch.equal(a.special, b.special) and torch.equal(a.alignment.weight, b.alignment.weight)
     assert torch.equal(a.reconstruction.weight, torch.eye(64))
+
+
+def live_tensors() -> int:
+    import gc
+    import warnings
+
+    gc.collect()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # isinstance on torch's deprecated module aliases warns
+        return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
+
+
+def test_repeated_traces_with_gradients_do_not_leak(tiny_dirs) -> None:
+    gen = tiny_gen(tiny_dirs, num_thought=2, num_compress=3)
+    optimiser = torch.optim.AdamW(gen.trainable_parameters(), lr=1e-3)
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        out = gen(TEXTS)
+        (out["embedding"].pow(2).mean() + out["soft_prompt"].pow(2).mean()).backward()
+        optimiser.step()
+
+    for _ in range(5):
+        step()
+    before = live_tensors()
+    for _ in range(30):
+        step()
+    assert live_tensors() <= before

@@ -26,9 +26,18 @@ _LAZY = {
 }
 
 __all__ = [  # noqa: RUF022 - grouped by purpose
-    "load", "LLM2VecGen", "GenConfig", "load_backbone", "load_teacher",
-    "QUERY_INSTRUCTION", "DOCUMENT_INSTRUCTION", "STS_INSTRUCTION", "BACKBONES", "TEACHERS",
-    "WorkbenchError", "__version__",
+    "load",
+    "LLM2VecGen",
+    "GenConfig",
+    "load_backbone",
+    "load_teacher",
+    "QUERY_INSTRUCTION",
+    "DOCUMENT_INSTRUCTION",
+    "STS_INSTRUCTION",
+    "BACKBONES",
+    "TEACHERS",
+    "WorkbenchError",
+    "__version__",
 ]
 
 if TYPE_CHECKING:

@@ -23,8 +23,9 @@ def packaged_checkpoint(backbone: str) -> Path | None:
     return path if is_checkpoint(path) else None
 
 
-def _pick_checkpoint(model: str, checkpoint: str | Path | None, untrained: bool,
-                     overrides: tuple) -> CheckpointData | None:
+def _pick_checkpoint(
+    model: str, checkpoint: str | Path | None, untrained: bool, overrides: tuple
+) -> CheckpointData | None:
     if checkpoint is not None:
         return read_checkpoint(checkpoint)
     if (Path(model).expanduser() / WEIGHTS_FILE).exists():
@@ -50,6 +51,7 @@ def load(
     revision: str | None = None,
     trust_remote_code: bool = False,
     untrained: bool = False,
+    seed: int = 0,
 ) -> LLM2VecGen:
     """Load an LLM2Vec-Gen model.
 
@@ -64,19 +66,20 @@ def load(
     model = str(model)
     if is_checkpoint(model):
         if checkpoint is not None:
-            raise WorkbenchError(f"{model} is already a checkpoint, and checkpoint= names another",
-                                 "pass one checkpoint")
+            raise WorkbenchError(
+                f"{model} is already a checkpoint, and checkpoint= names another", "pass one checkpoint"
+            )
         data: CheckpointData | None = read_checkpoint(model)
         name = backbone or data.backbone["name"]
     else:
         if backbone is not None and backbone != model:
-            raise WorkbenchError(f"two backbones given: {model!r} and backbone={backbone!r}",
-                                 "name the backbone once")
+            raise WorkbenchError(
+                f"two backbones given: {model!r} and backbone={backbone!r}", "name the backbone once"
+            )
         data = _pick_checkpoint(model, checkpoint, untrained, (teacher, num_thought, num_compress))
         name = model
     revision = revision or (data.backbone.get("revision") if data else None)
-    loaded = load_backbone(name, dtype=DTYPES[dtype], revision=revision,
-                           trust_remote_code=trust_remote_code)
+    loaded = load_backbone(name, dtype=DTYPES[dtype], revision=revision, trust_remote_code=trust_remote_code)
     if data is not None:
         check_backbone(data, loaded)
         config = data.config
@@ -84,8 +87,9 @@ def load(
         if max_length is not None:
             config.max_length = max_length
         gen = LLM2VecGen(loaded, config)
-        gen.load_state_dict({k: v.to(config.torch_dtype) for k, v in data.tensors.items()
-                             if k != "backbone_probe"})
+        gen.load_state_dict(
+            {k: v.to(config.torch_dtype) for k, v in data.tensors.items() if k != "backbone_probe"}
+        )
         gen.trained = bool(data.meta.get("trained", False))
         return gen
     teacher = teacher or DEFAULT_TEACHER
@@ -96,5 +100,6 @@ def load(
         teacher=teacher,
         teacher_dim=teacher_dim(teacher, loaded.info.hidden_size),
         dtype=dtype,
+        seed=seed,
     )
     return LLM2VecGen(loaded, config)

@@ -76,8 +76,16 @@ def find_architecture(model: nn.Module) -> Architecture:
     layers = next(
         (getattr(base, n) for n in LAYER_NAMES if isinstance(getattr(base, n, None), nn.ModuleList)), None
     )
-    missing = [k for k, v in {"input embedding": embed, "output head": head, "final norm": norm,
-                              "decoder layers": layers}.items() if v is None or id(v) not in names]
+    missing = [
+        k
+        for k, v in {
+            "input embedding": embed,
+            "output head": head,
+            "final norm": norm,
+            "decoder layers": layers,
+        }.items()
+        if v is None or id(v) not in names
+    ]
     if missing:
         raise WorkbenchError(
             f"cannot find the {', '.join(missing)} of {type(model).__name__}",
@@ -99,8 +107,10 @@ def prepare_tokenizer(tokenizer: Any) -> Any:
     """Left padding, and a pad token (the EOS token when the tokenizer has none)."""
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise WorkbenchError("the tokenizer has neither a pad nor an EOS token",
-                                 "use a tokenizer that defines an EOS token")
+            raise WorkbenchError(
+                "the tokenizer has neither a pad nor an EOS token",
+                "use a tokenizer that defines an EOS token",
+            )
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return tokenizer
@@ -121,19 +131,28 @@ def _info(model: nn.Module, name: str, source: str, revision: str | None, sha: s
     )
 
 
-def _finish(model: nn.Module, tokenizer: Any, name: str, source: str, revision: str | None,
-            sha: str | None) -> Backbone:
+def _finish(
+    model: nn.Module, tokenizer: Any, name: str, source: str, revision: str | None, sha: str | None
+) -> Backbone:
     freeze(model)
-    return Backbone(model, prepare_tokenizer(tokenizer), _info(model, name, source, revision, sha),
-                    find_architecture(model))
+    return Backbone(
+        model,
+        prepare_tokenizer(tokenizer),
+        _info(model, name, source, revision, sha),
+        find_architecture(model),
+    )
 
 
-def _from_folder(path: str, dtype: torch.dtype, revision: str | None, trust_remote_code: bool,
-                 local_only: bool) -> tuple[nn.Module, Any]:
+def _from_folder(
+    path: str, dtype: torch.dtype, revision: str | None, trust_remote_code: bool, local_only: bool
+) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code,
-                              "local_files_only": local_only}
+    kwargs: dict[str, Any] = {
+        "revision": revision,
+        "trust_remote_code": trust_remote_code,
+        "local_files_only": local_only,
+    }
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
     return model, tokenizer
@@ -148,8 +167,9 @@ def dequantised_dir(gguf: Path, sha: str, label: str) -> Path:
 
     verify_sha256(gguf, sha)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                     dtype=torch.float32)
+    quantised = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
     config = quantised.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -200,12 +220,20 @@ def load_backbone(
             raise WorkbenchError(f"GGUF file {path} does not exist", "check the path")
         folder = dequantised_dir(path, sha256_file(path), path.stem)
         model, tokenizer = _from_folder(str(folder), dtype, None, False, True)
-        return _finish(model, tokenizer, str(path), "gguf", None, json.loads(
-            (folder / CACHE_MARKER).read_text())["sha256"])
+        return _finish(
+            model,
+            tokenizer,
+            str(path),
+            "gguf",
+            None,
+            json.loads((folder / CACHE_MARKER).read_text())["sha256"],
+        )
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise WorkbenchError(f"{path} is a folder without config.json",
-                                 "pass a transformers model folder (save_pretrained output)")
+            raise WorkbenchError(
+                f"{path} is a folder without config.json",
+                "pass a transformers model folder (save_pretrained output)",
+            )
         model, tokenizer = _from_folder(str(path), dtype, revision, trust_remote_code, True)
         return _finish(model, tokenizer, str(path.resolve()), "local", revision, None)
     if name.count("/") != 1 or name.startswith((".", "/", "~")):
@@ -214,8 +242,9 @@ def load_backbone(
             f"use one of {', '.join(BACKBONES)}, a local model folder, or a hub id like owner/name",
         )
     try:
-        model, tokenizer = _from_folder(name, dtype, revision, trust_remote_code,
-                                        os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", ""))
+        model, tokenizer = _from_folder(
+            name, dtype, revision, trust_remote_code, os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "")
+        )
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise WorkbenchError(

@@ -69,20 +69,26 @@ def save_checkpoint(model: Any, path: Path, **card: Any) -> Path:
         "config": model.config.to_dict(),
         "backbone": model.backbone.info.to_dict(),
         "tokens": {"thought": strings[:t], "compress": strings[t:]},
-        "heads": {"reconstruction": list(model.reconstruction.weight.shape),
-                  "alignment": list(model.alignment.weight.shape)},
+        "heads": {
+            "reconstruction": list(model.reconstruction.weight.shape),
+            "alignment": list(model.alignment.weight.shape),
+        },
         "trained": bool(model.trained),
         "card": card,
     }
     _atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    _atomic_write(path / CONFIG_FILE,
-                  lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n"))
+    _atomic_write(
+        path / CONFIG_FILE,
+        lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n"),
+    )
     return path
 
 
 def _corrupt(path: Path, what: str) -> WorkbenchError:
-    return WorkbenchError(f"checkpoint {path} is corrupt: {what}",
-                          "re-save or re-download it (weights and config must come from one save)")
+    return WorkbenchError(
+        f"checkpoint {path} is corrupt: {what}",
+        "re-save or re-download it (weights and config must come from one save)",
+    )
 
 
 def read_checkpoint(path: str | Path) -> CheckpointData:
@@ -92,14 +98,18 @@ def read_checkpoint(path: str | Path) -> CheckpointData:
 
     path = Path(path).expanduser()
     if not path.is_dir():
-        raise WorkbenchError(f"checkpoint folder {path} does not exist",
-                             "check the path, or save one with gen.save(path)")
+        raise WorkbenchError(
+            f"checkpoint folder {path} does not exist", "check the path, or save one with gen.save(path)"
+        )
     if not (path / CONFIG_FILE).is_file():
-        raise WorkbenchError(f"{path} is not a workbench checkpoint: {CONFIG_FILE} is missing",
-                             "point at a folder written by gen.save() or `workbench train`")
+        raise WorkbenchError(
+            f"{path} is not a workbench checkpoint: {CONFIG_FILE} is missing",
+            "point at a folder written by gen.save() or `workbench train`",
+        )
     if not (path / WEIGHTS_FILE).is_file():
-        raise WorkbenchError(f"checkpoint {path} has no {WEIGHTS_FILE}",
-                             "copy the whole checkpoint folder, or re-save it")
+        raise WorkbenchError(
+            f"checkpoint {path} has no {WEIGHTS_FILE}", "copy the whole checkpoint folder, or re-save it"
+        )
     try:
         meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
         config = GenConfig.from_dict(meta["config"])
@@ -107,23 +117,30 @@ def read_checkpoint(path: str | Path) -> CheckpointData:
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise _corrupt(path, f"{CONFIG_FILE} is unreadable ({type(err).__name__}: {err})") from err
     if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
-        raise WorkbenchError(f"{path} has format {meta.get('format')!r} "
-                             f"v{meta.get('format_version')}, not {FORMAT} v{FORMAT_VERSION}",
-                             "upgrade the workbench to read it")
+        raise WorkbenchError(
+            f"{path} has format {meta.get('format')!r} "
+            f"v{meta.get('format_version')}, not {FORMAT} v{FORMAT_VERSION}",
+            "upgrade the workbench to read it",
+        )
     try:
         tensors = load_file(str(path / WEIGHTS_FILE))
     except (SafetensorError, OSError, ValueError) as err:
         raise _corrupt(path, f"{WEIGHTS_FILE} is unreadable ({err})") from err
     hidden, dim, n = backbone.get("hidden_size"), config.teacher_dim, config.num_special
-    expected = {"special": (n, hidden), "reconstruction.weight": (hidden, hidden),
-                "reconstruction.bias": (hidden,), "alignment.weight": (dim, hidden),
-                "alignment.bias": (dim,)}
+    expected = {
+        "special": (n, hidden),
+        "reconstruction.weight": (hidden, hidden),
+        "reconstruction.bias": (hidden,),
+        "alignment.weight": (dim, hidden),
+        "alignment.bias": (dim,),
+    }
     for key, shape in expected.items():
         if key not in tensors:
             raise _corrupt(path, f"tensor {key!r} is missing")
         if tuple(tensors[key].shape) != shape:
-            raise _corrupt(path, f"tensor {key!r} has shape {list(tensors[key].shape)}, "
-                                 f"config says {list(shape)}")
+            raise _corrupt(
+                path, f"tensor {key!r} has shape {list(tensors[key].shape)}, config says {list(shape)}"
+            )
     return CheckpointData(path, config, backbone, tensors, meta)
 
 
@@ -132,17 +149,20 @@ def check_backbone(data: CheckpointData, backbone: Backbone) -> None:
     from .model import backbone_probe
 
     want, have = data.backbone, backbone.info
-    fix = (f"load it with its own backbone: workbench.load('{data.path}') "
-           f"(trained on {want.get('name')})")
+    fix = f"load it with its own backbone: workbench.load('{data.path}') (trained on {want.get('name')})"
     if (want.get("hidden_size"), want.get("vocab_size")) != (have.hidden_size, have.vocab_size):
         raise WorkbenchError(
             f"checkpoint {data.path} is for backbone {want.get('name')} (hidden "
             f"{want.get('hidden_size')}, vocab {want.get('vocab_size')}), not {have.name} (hidden "
-            f"{have.hidden_size}, vocab {have.vocab_size})", fix)
+            f"{have.hidden_size}, vocab {have.vocab_size})",
+            fix,
+        )
     probe = data.tensors.get("backbone_probe")
     if probe is not None:
         cos = torch.nn.functional.cosine_similarity(probe.float(), backbone_probe(backbone), dim=0)
         if cos < PROBE_MIN_COSINE:
             raise WorkbenchError(
                 f"checkpoint {data.path} was trained on {want.get('name')}, whose weights differ "
-                f"from {have.name} (fingerprint cosine {cos:.3f})", fix)
+                f"from {have.name} (fingerprint cosine {cos:.3f})",
+                fix,
+            )

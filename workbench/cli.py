@@ -19,8 +19,9 @@ app = typer.Typer(
     add_completion=False,
 )
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Registry backbone, hub id, model folder "
-                                       "or checkpoint folder.")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Registry backbone, hub id, model folder or checkpoint folder.")
+]
 CheckpointOpt = Annotated[Path | None, typer.Option(help="Checkpoint folder to put on the backbone.")]
 UntrainedOpt = Annotated[bool, typer.Option("--untrained", help="Ignore shipped checkpoints.")]
 
@@ -42,15 +43,20 @@ def _load(model: str, checkpoint: Path | None, untrained: bool):
     if not gen.trained:
         _console(stderr=True).print(
             f"[yellow]note:[/] {gen.backbone.info.name} runs with untrained special tokens "
-            "(no trained checkpoint given or shipped); similarities are not meaningful yet")
+            "(no trained checkpoint given or shipped); similarities are not meaningful yet"
+        )
     return gen
 
 
 @app.command()
 def encode(
     queries: Annotated[list[str], typer.Argument(help="Query texts to embed.")],
-    documents: Annotated[Path | None, typer.Option("--documents", "-d", help="Documents: a .txt file "
-                                                  "(one per line) or .jsonl file (see --field).")] = None,
+    documents: Annotated[
+        Path | None,
+        typer.Option(
+            "--documents", "-d", help="Documents: a .txt file (one per line) or .jsonl file (see --field)."
+        ),
+    ] = None,
     field: Annotated[str, typer.Option(help="JSONL field holding the document text.")] = "text",
     model: ModelOpt = "smollm2-135m",
     checkpoint: CheckpointOpt = None,
@@ -58,8 +64,9 @@ def encode(
     document_instruction: Annotated[str, typer.Option(help="Document instruction.")] = "",
     top_k: Annotated[int, typer.Option(min=1, help="Documents shown per query.")] = 5,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    save: Annotated[Path | None, typer.Option(help="Also write the embeddings to this .safetensors "
-                                              "file.")] = None,
+    save: Annotated[
+        Path | None, typer.Option(help="Also write the embeddings to this .safetensors file.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     untrained: UntrainedOpt = False,
 ) -> None:
@@ -74,8 +81,9 @@ def encode(
     q = gen.encode_queries(queries, instruction=instruction or QUERY_INSTRUCTION, batch_size=batch_size)
     targets, labels = q, queries
     if docs is not None:
-        targets = gen.encode_documents(docs, instruction=document_instruction or DOCUMENT_INSTRUCTION,
-                                       batch_size=batch_size)
+        targets = gen.encode_documents(
+            docs, instruction=document_instruction or DOCUMENT_INSTRUCTION, batch_size=batch_size
+        )
         labels = docs
     if save is not None:
         from safetensors.torch import save_file
@@ -87,12 +95,28 @@ def encode(
     results = []
     for i, query in enumerate(queries):
         scores, idx = sims[i].topk(k)
-        results.append({"query": query, "results": [
-            {"rank": r + 1, "index": int(j), "score": round(float(s), 6), "text": labels[int(j)]}
-            for r, (s, j) in enumerate(zip(scores, idx, strict=True))]})
+        results.append(
+            {
+                "query": query,
+                "results": [
+                    {"rank": r + 1, "index": int(j), "score": round(float(s), 6), "text": labels[int(j)]}
+                    for r, (s, j) in enumerate(zip(scores, idx, strict=True))
+                ],
+            }
+        )
     if as_json:
-        typer.echo(json.dumps({"model": gen.backbone.info.name, "trained": gen.trained,
-                               "dim": int(q.shape[1]), "queries": results}, ensure_ascii=False, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "model": gen.backbone.info.name,
+                    "trained": gen.trained,
+                    "dim": int(q.shape[1]),
+                    "queries": results,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     from rich.table import Table
 
@@ -125,8 +149,10 @@ def generate(
     gen = _load(model, checkpoint, untrained)
     decoded = gen.generate(queries, instruction=instruction or None, max_new_tokens=max_new_tokens)
     answers = gen.answer(queries, max_new_tokens=max_new_tokens) if compare else [None] * len(queries)
-    rows = [{"query": q, "decoded": d} | ({"answer": a} if compare else {})
-            for q, d, a in zip(queries, decoded, answers, strict=True)]
+    rows = [
+        {"query": q, "decoded": d} | ({"answer": a} if compare else {})
+        for q, d, a in zip(queries, decoded, answers, strict=True)
+    ]
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -157,8 +183,11 @@ def answer(
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     backbone = load_backbone(model)
-    for prompt, text in zip(prompts, chat_answer(backbone, prompts, max_new_tokens=max_new_tokens,
-                                                 system_prompt=system_prompt or None), strict=True):
+    for prompt, text in zip(
+        prompts,
+        chat_answer(backbone, prompts, max_new_tokens=max_new_tokens, system_prompt=system_prompt or None),
+        strict=True,
+    ):
         typer.echo(f"{prompt}\n-> {text}\n")
 
 
@@ -200,13 +229,16 @@ def fetch(
         typer.echo(f"teacher {name} ready ({teacher.dim}-d)")
         return
     if name not in BACKBONES:
-        raise WorkbenchError(f"unknown registry name {name!r}",
-                             f"use one of {', '.join([*BACKBONES, *TEACHERS])}")
+        raise WorkbenchError(
+            f"unknown registry name {name!r}", f"use one of {', '.join([*BACKBONES, *TEACHERS])}"
+        )
     from .backbone import load_backbone
 
     backbone = load_backbone(name)
-    typer.echo(f"backbone {name} ready: {backbone.info.num_layers} layers, hidden "
-               f"{backbone.info.hidden_size}, sha256 {backbone.info.sha256}")
+    typer.echo(
+        f"backbone {name} ready: {backbone.info.num_layers} layers, hidden "
+        f"{backbone.info.hidden_size}, sha256 {backbone.info.sha256}"
+    )
 
 
 @app.command()
@@ -215,8 +247,18 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder.")])
     from .checkpoint import read_checkpoint
 
     data = read_checkpoint(checkpoint)
-    typer.echo(json.dumps({k: data.meta[k] for k in ("config", "backbone", "tokens", "heads", "trained")},
-                          indent=2))
+    typer.echo(
+        json.dumps({k: data.meta[k] for k in ("config", "backbone", "tokens", "heads", "trained")}, indent=2)
+    )
+
+
+from .cli_train import train  # noqa: E402
+
+app.command()(train)
+
+from .cli_quality import quality  # noqa: E402
+
+app.command()(quality)
 
 
 def main(argv: list[str] | None = None) -> int:

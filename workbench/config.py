@@ -39,20 +39,28 @@ class GenConfig:
 
     def __post_init__(self) -> None:
         if self.num_compress < 1:
-            raise WorkbenchError(f"num_compress must be at least 1, got {self.num_compress}",
-                                 "use 1 or more compression tokens (the paper uses 10)")
+            raise WorkbenchError(
+                f"num_compress must be at least 1, got {self.num_compress}",
+                "use 1 or more compression tokens (the paper uses 10)",
+            )
         if self.num_thought < 0:
-            raise WorkbenchError(f"num_thought must be 0 or more, got {self.num_thought}",
-                                 "use 0 (paper v2) or 10 (paper v1) thought tokens")
+            raise WorkbenchError(
+                f"num_thought must be 0 or more, got {self.num_thought}",
+                "use 0 (paper v2) or 10 (paper v1) thought tokens",
+            )
         if self.max_length <= self.num_special:
             raise WorkbenchError(
                 f"max_length {self.max_length} leaves no room for text beside {self.num_special} "
-                "special tokens", f"use a max_length above {self.num_special}")
+                "special tokens",
+                f"use a max_length above {self.num_special}",
+            )
         if self.dtype not in DTYPES:
             raise WorkbenchError(f"unknown dtype {self.dtype!r}", f"use one of {', '.join(DTYPES)}")
         if self.teacher_dim < 1:
-            raise WorkbenchError(f"teacher_dim must be positive, got {self.teacher_dim}",
-                                 "set it to the teacher's embedding size")
+            raise WorkbenchError(
+                f"teacher_dim must be positive, got {self.teacher_dim}",
+                "set it to the teacher's embedding size",
+            )
 
     @property
     def num_special(self) -> int:

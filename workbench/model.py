@@ -73,7 +73,8 @@ class LLM2VecGen(nn.Module):
             self.reconstruction.bias.zero_()
             bound = 1.0 / math.sqrt(hidden)
             self.alignment.weight.copy_(
-                torch.rand(self.alignment.weight.shape, generator=g) * 2 * bound - bound)
+                torch.rand(self.alignment.weight.shape, generator=g) * 2 * bound - bound
+            )
             self.alignment.bias.zero_()
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
@@ -83,8 +84,7 @@ class LLM2VecGen(nn.Module):
     # ----------------------------------------------------------------- encoder
     def encoder_batch(self, texts: Sequence[str]) -> EncoderBatch:
         """Tokenized, truncated, left-padded input with the special ids in the last N positions."""
-        return build_encoder_batch(self.tokenizer, list(texts), self.special_ids,
-                                   self.config.max_length)
+        return build_encoder_batch(self.tokenizer, list(texts), self.special_ids, self.config.max_length)
 
     def states_for_batch(self, batch: EncoderBatch) -> torch.Tensor:
         """Compression states ``h`` ``[B, C, H]`` for a prepared batch (differentiable)."""
@@ -104,8 +104,9 @@ class LLM2VecGen(nn.Module):
         soft = self.soft_prompt(states)
         return {"states": states, "soft_prompt": soft, "embedding": self.alignment(soft).mean(1)}
 
-    def _batches(self, texts: list[str], batch_size: int, desc: str,
-                 show_progress: bool | None) -> Iterator[tuple[list[int], EncoderBatch]]:
+    def _batches(
+        self, texts: list[str], batch_size: int, desc: str, show_progress: bool | None
+    ) -> Iterator[tuple[list[int], EncoderBatch]]:
         """Length-sorted batches (less padding), with their original indices."""
         if batch_size < 1:
             raise WorkbenchError(f"batch_size must be at least 1, got {batch_size}", "use 1 or more")
@@ -113,39 +114,59 @@ class LLM2VecGen(nn.Module):
         starts = range(0, len(order), batch_size)
         show = len(starts) > 1 if show_progress is None else show_progress
         for start in tqdm(starts, desc=desc, disable=not show, leave=False):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             yield idx, self.encoder_batch([texts[i] for i in idx])
 
     @torch.no_grad()
-    def compression_states(self, texts: Sequence[str] | str, *, instruction: str | None = None,
-                           batch_size: int = 16, show_progress: bool | None = None) -> torch.Tensor:
+    def compression_states(
+        self,
+        texts: Sequence[str] | str,
+        *,
+        instruction: str | None = None,
+        batch_size: int = 16,
+        show_progress: bool | None = None,
+    ) -> torch.Tensor:
         """Final-layer post-norm states at the C compression positions, ``[B, C, H]``."""
         texts = with_instruction(check_texts(texts), instruction)
-        out = torch.empty(len(texts), self.config.num_compress, self.backbone.info.hidden_size,
-                          dtype=self.special.dtype)
+        out = torch.empty(
+            len(texts), self.config.num_compress, self.backbone.info.hidden_size, dtype=self.special.dtype
+        )
         for idx, batch in self._batches(texts, batch_size, "compressing", show_progress):
             out[idx] = self.states_for_batch(batch).to(out.dtype).cpu()
         return out
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str] | str, *, instruction: str | None = None,
-               batch_size: int = 16, normalize: bool = False,
-               show_progress: bool | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        texts: Sequence[str] | str,
+        *,
+        instruction: str | None = None,
+        batch_size: int = 16,
+        normalize: bool = False,
+        show_progress: bool | None = None,
+    ) -> torch.Tensor:
         """Embeddings ``[B, D]`` (float32 on CPU); ``normalize`` makes them unit length."""
-        states = self.compression_states(texts, instruction=instruction, batch_size=batch_size,
-                                         show_progress=show_progress)
+        states = self.compression_states(
+            texts, instruction=instruction, batch_size=batch_size, show_progress=show_progress
+        )
         device = self.special.device
-        emb = torch.cat([self.embed_states(states[i:i + 256].to(device)).float().cpu()
-                         for i in range(0, len(states), 256)])
+        emb = torch.cat(
+            [
+                self.embed_states(states[i : i + 256].to(device)).float().cpu()
+                for i in range(0, len(states), 256)
+            ]
+        )
         return nn.functional.normalize(emb, dim=-1) if normalize else emb
 
-    def encode_queries(self, texts: Sequence[str] | str, *,
-                       instruction: str | None = QUERY_INSTRUCTION, **kwargs: Any) -> torch.Tensor:
+    def encode_queries(
+        self, texts: Sequence[str] | str, *, instruction: str | None = QUERY_INSTRUCTION, **kwargs: Any
+    ) -> torch.Tensor:
         """Encode queries with an answer-generating instruction (retrieval's by default)."""
         return self.encode(texts, instruction=instruction, **kwargs)
 
-    def encode_documents(self, texts: Sequence[str] | str, *,
-                         instruction: str | None = DOCUMENT_INSTRUCTION, **kwargs: Any) -> torch.Tensor:
+    def encode_documents(
+        self, texts: Sequence[str] | str, *, instruction: str | None = DOCUMENT_INSTRUCTION, **kwargs: Any
+    ) -> torch.Tensor:
         """Encode documents with the paper's "Summarize the following passage:" instruction."""
         return self.encode(texts, instruction=instruction, **kwargs)
 
@@ -156,9 +177,16 @@ class LLM2VecGen(nn.Module):
 
     # ----------------------------------------------------------------- decoding
     @torch.no_grad()
-    def generate(self, inputs: Sequence[str] | str | torch.Tensor, *, max_new_tokens: int = 64,
-                 instruction: str | None = None, batch_size: int = 8,
-                 show_progress: bool | None = None, **sampling: Any) -> list[str]:
+    def generate(
+        self,
+        inputs: Sequence[str] | str | torch.Tensor,
+        *,
+        max_new_tokens: int = 64,
+        instruction: str | None = None,
+        batch_size: int = 8,
+        show_progress: bool | None = None,
+        **sampling: Any,
+    ) -> list[str]:
         """Let the frozen LLM speak from the embedding: decode from the soft prompts ``P_r(h)``.
 
         ``inputs`` are texts (encoded first, with ``instruction``) or compression states
@@ -167,49 +195,70 @@ class LLM2VecGen(nn.Module):
         if isinstance(inputs, torch.Tensor):
             states = inputs.unsqueeze(0) if inputs.dim() == 2 else inputs
             if states.dim() != 3 or tuple(states.shape[1:]) != (
-                    self.config.num_compress, self.backbone.info.hidden_size):
+                self.config.num_compress,
+                self.backbone.info.hidden_size,
+            ):
                 raise WorkbenchError(
                     f"compression states must have shape [batch, {self.config.num_compress}, "
                     f"{self.backbone.info.hidden_size}], got {list(inputs.shape)}",
-                    "pass the output of compression_states() for this model")
+                    "pass the output of compression_states() for this model",
+                )
         else:
-            states = self.compression_states(inputs, instruction=instruction,
-                                             batch_size=batch_size, show_progress=False)
+            states = self.compression_states(
+                inputs, instruction=instruction, batch_size=batch_size, show_progress=False
+            )
         out: list[str] = []
         starts = range(0, len(states), batch_size)
         show = len(starts) > 1 if show_progress is None else show_progress
         for start in tqdm(starts, desc="generating", disable=not show, leave=False):
-            chunk = states[start:start + batch_size].to(self.special.device)
-            out += generate_from_embeds(self.backbone, self.soft_prompt(chunk),
-                                        max_new_tokens=max_new_tokens, **sampling)
+            chunk = states[start : start + batch_size].to(self.special.device)
+            out += generate_from_embeds(
+                self.backbone, self.soft_prompt(chunk), max_new_tokens=max_new_tokens, **sampling
+            )
         return out
 
-    def answer(self, prompts: Sequence[str] | str, *, max_new_tokens: int = 128,
-               system_prompt: str | None = None, batch_size: int = 8,
-               show_progress: bool | None = None, **sampling: Any) -> list[str]:
+    def answer(
+        self,
+        prompts: Sequence[str] | str,
+        *,
+        max_new_tokens: int = 128,
+        system_prompt: str | None = None,
+        batch_size: int = 8,
+        show_progress: bool | None = None,
+        **sampling: Any,
+    ) -> list[str]:
         """The frozen LLM's own chat answer to each prompt (greedy unless ``do_sample=True``)."""
         prompts = check_texts(prompts)
         out: list[str] = []
         starts = range(0, len(prompts), batch_size)
         show = len(starts) > 1 if show_progress is None else show_progress
         for start in tqdm(starts, desc="answering", disable=not show, leave=False):
-            out += chat_answer(self.backbone, prompts[start:start + batch_size],
-                               max_new_tokens=max_new_tokens, system_prompt=system_prompt,
-                               **sampling)
+            out += chat_answer(
+                self.backbone,
+                prompts[start : start + batch_size],
+                max_new_tokens=max_new_tokens,
+                system_prompt=system_prompt,
+                **sampling,
+            )
         return out
 
     # ----------------------------------------------------------------- baselines and teacher
     @torch.no_grad()
-    def llm_embed(self, texts: Sequence[str] | str, *, pooling: str = "mean",
-                  batch_size: int = 16, show_progress: bool | None = None) -> torch.Tensor:
+    def llm_embed(
+        self,
+        texts: Sequence[str] | str,
+        *,
+        pooling: str = "mean",
+        batch_size: int = 16,
+        show_progress: bool | None = None,
+    ) -> torch.Tensor:
         """The frozen LLM as an input-centric encoder (no special tokens): ``mean`` or ``last``."""
         if pooling not in ("mean", "last"):
             raise WorkbenchError(f"unknown pooling {pooling!r}", "use 'mean' or 'last'")
         texts = check_texts(texts)
         out = torch.empty(len(texts), self.backbone.info.hidden_size)
         for idx, _ in self._batches(texts, batch_size, "llm pooling", show_progress):
-            batch = build_encoder_batch(self.tokenizer, [texts[i] for i in idx], [],
-                                        self.config.max_length)
+            batch = build_encoder_batch(self.tokenizer, [texts[i] for i in idx], [], self.config.max_length)
             out[idx] = self.traced.pooled_states(batch, pooling).float().cpu()
         return out
 
@@ -219,11 +268,14 @@ class LLM2VecGen(nn.Module):
             teacher = load_teacher(
                 self.config.teacher,
                 self_encoder=lambda texts, bs: self.llm_embed(texts, batch_size=bs),
-                hidden_size=self.backbone.info.hidden_size)
+                hidden_size=self.backbone.info.hidden_size,
+            )
             if teacher.dim != self.config.teacher_dim:
                 raise WorkbenchError(
                     f"teacher {teacher.name} gives {teacher.dim}-d embeddings but the alignment "
-                    f"head outputs {self.config.teacher_dim}", "build the model with this teacher")
+                    f"head outputs {self.config.teacher_dim}",
+                    "build the model with this teacher",
+                )
             self._teacher = teacher
         return self._teacher
 
@@ -238,5 +290,7 @@ class LLM2VecGen(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"backbone={self.backbone.info.name}, thought={c.num_thought}, "
-                f"compress={c.num_compress}, teacher={c.teacher}, trained={self.trained}")
+        return (
+            f"backbone={self.backbone.info.name}, thought={c.num_thought}, "
+            f"compress={c.num_compress}, teacher={c.teacher}, trained={self.trained}"
+        )

@@ -35,8 +35,9 @@ def _packaged_dir(spec: TeacherSpec) -> Path:
     module, sub = spec.package_dir  # type: ignore[misc]
     found = importlib.util.find_spec(module)
     if found is None or not found.submodule_search_locations:
-        raise WorkbenchError(f"the teacher {spec.name!r} needs the package {module}",
-                             f"pip install {module.replace('_', '-')}")
+        raise WorkbenchError(
+            f"the teacher {spec.name!r} needs the package {module}", f"pip install {module.replace('_', '-')}"
+        )
     return Path(next(iter(found.submodule_search_locations))) / sub
 
 
@@ -59,8 +60,10 @@ def _zip_parts_dir(spec: TeacherSpec) -> Path:
                     continue
                 target = (build / rel).resolve()
                 if build.resolve() not in target.parents:
-                    raise WorkbenchError(f"unsafe path {member.filename} in the {spec.name} zip",
-                                         "do not use this teacher archive")
+                    raise WorkbenchError(
+                        f"unsafe path {member.filename} in the {spec.name} zip",
+                        "do not use this teacher archive",
+                    )
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
@@ -85,11 +88,18 @@ def _sentence_transformer(path_or_id: str, name: str) -> Teacher:
 
     def encode(texts: list[str], batch_size: int) -> torch.Tensor:
         with torch.no_grad():
-            return model.encode(texts, batch_size=batch_size, convert_to_tensor=True,
-                                show_progress_bar=len(texts) > 4 * batch_size)
+            return model.encode(
+                texts,
+                batch_size=batch_size,
+                convert_to_tensor=True,
+                show_progress_bar=len(texts) > 4 * batch_size,
+            )
 
-    dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else (
-        model.get_sentence_embedding_dimension())
+    dim = (
+        model.get_embedding_dimension()
+        if hasattr(model, "get_embedding_dimension")
+        else (model.get_sentence_embedding_dimension())
+    )
     return Teacher(name, int(dim), encode)
 
 
@@ -102,23 +112,31 @@ def teacher_dim(name: str, hidden_size: int) -> int:
     return load_teacher(name).dim
 
 
-def load_teacher(name: str, self_encoder: Callable[[list[str], int], torch.Tensor] | None = None,
-                 hidden_size: int | None = None) -> Teacher:
+def load_teacher(
+    name: str,
+    self_encoder: Callable[[list[str], int], torch.Tensor] | None = None,
+    hidden_size: int | None = None,
+) -> Teacher:
     """A teacher by registry name (``minilm``, ``mpnet``, ``self``), sentence-transformers id or path.
 
     ``self`` needs ``self_encoder``: the frozen backbone mean-pooled over the response.
     """
     if name == "self":
         if self_encoder is None or hidden_size is None:
-            raise WorkbenchError("the 'self' teacher needs the backbone",
-                                 "load it through an LLM2VecGen model: gen.load_teacher()")
+            raise WorkbenchError(
+                "the 'self' teacher needs the backbone",
+                "load it through an LLM2VecGen model: gen.load_teacher()",
+            )
         return Teacher("self", hidden_size, self_encoder)
     if name in TEACHERS:
         spec = TEACHERS[name]
         folder = _packaged_dir(spec) if spec.package_dir else _zip_parts_dir(spec)
         return _sentence_transformer(str(folder), name)
     if Path(name).expanduser().exists() or name.count("/") == 1:
-        return _sentence_transformer(str(Path(name).expanduser()) if Path(name).expanduser().exists()
-                                     else name, name)
-    raise WorkbenchError(f"unknown teacher {name!r}",
-                         f"use one of {', '.join(TEACHERS)}, a sentence-transformers folder or a hub id")
+        return _sentence_transformer(
+            str(Path(name).expanduser()) if Path(name).expanduser().exists() else name, name
+        )
+    raise WorkbenchError(
+        f"unknown teacher {name!r}",
+        f"use one of {', '.join(TEACHERS)}, a sentence-transformers folder or a hub id",
+    )

@@ -19,7 +19,8 @@ def read_texts(path: str | Path, field: str = "text") -> list[str]:
     except UnicodeDecodeError as err:
         raise WorkbenchError(
             f"{path} is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})",
-            "re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from err
+            "re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`",
+        ) from err
     lines = [line for line in content.splitlines() if line.strip()]
     if path.suffix == ".jsonl":
         texts = []
@@ -27,12 +28,14 @@ def read_texts(path: str | Path, field: str = "text") -> list[str]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise WorkbenchError(f"{path} line {n} is not JSON ({err.msg})",
-                                     "write one JSON object per line") from err
+                raise WorkbenchError(
+                    f"{path} line {n} is not JSON ({err.msg})", "write one JSON object per line"
+                ) from err
             value = row.get(field) if isinstance(row, dict) else None
             if not isinstance(value, str):
-                raise WorkbenchError(f"{path} line {n} has no string field {field!r}",
-                                     "choose the field with --field")
+                raise WorkbenchError(
+                    f"{path} line {n} has no string field {field!r}", "choose the field with --field"
+                )
             texts.append(value)
         lines = [t for t in texts if t.strip()]
     if not lines:

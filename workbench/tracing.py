@@ -10,7 +10,7 @@ import torch
 from nnsight import NNsight
 
 from .backbone import Backbone
-from .inputs import EncoderBatch
+from .inputs import EncoderBatch, position_ids
 
 
 class TracedBackbone:
@@ -34,8 +34,9 @@ class TracedBackbone:
             ids[:, -num_special:] = self.backbone.tokenizer.pad_token_id
         return ids
 
-    def final_states(self, batch: EncoderBatch, special_rows: torch.Tensor | None,
-                     keep_last: int) -> torch.Tensor:
+    def final_states(
+        self, batch: EncoderBatch, special_rows: torch.Tensor | None, keep_last: int
+    ) -> torch.Tensor:
         """Final-layer post-norm states at the last ``keep_last`` positions.
 
         ``special_rows`` ([N, H]) are written over the token embeddings of the last N positions
@@ -64,11 +65,26 @@ class TracedBackbone:
         arch = self.backbone.arch
         device = self.backbone.model.get_input_embeddings().weight.device
         mask = batch.attention_mask.to(device)
-        with self.nn.trace(input_ids=batch.input_ids.to(device), attention_mask=mask,
-                           position_ids=batch.position_ids.to(device), use_cache=False,
-                           **self._head_kwargs):
+        with self.nn.trace(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=mask,
+            position_ids=batch.position_ids.to(device),
+            use_cache=False,
+            **self._head_kwargs,
+        ):
             states = self.envoy(arch.final_norm).output.save()
         if pooling == "last":
             return states[:, -1]
         weights = mask.to(states.dtype).unsqueeze(-1)
         return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+    def decoder_logits(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Output-head logits for a right-padded sequence of input embeddings (soft prompt first)."""
+        with self.nn.trace(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids(attention_mask),
+            use_cache=False,
+        ):
+            logits = self.envoy(self.backbone.arch.lm_head).output.save()
+        return logits

@@ -1,0 +1,76 @@
+"""Quality metrics: F1, retrieval ranks, the generic baseline, and a full report on a tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import workbench
+from workbench.pairs import Pair
+from workbench.quality import evaluate, generic_answer, retrieval_scores, token_f1, untrained_twin
+from workbench.train_config import TrainConfig
+from workbench.trainer import train
+
+
+def test_token_f1() -> None:
+    assert token_f1("The capital is Paris.", "paris is the capital") == 1.0
+    assert token_f1("Paris", "Rome") == 0.0
+    assert token_f1("Paris France", "Paris") == pytest.approx(2 / 3)
+    assert token_f1("", "") == 1.0 and token_f1("", "x") == 0.0
+
+
+def test_retrieval_scores() -> None:
+    q = torch.eye(3)
+    assert retrieval_scores(q, q) == {"recall@1": 1.0, "mrr": 1.0}
+    docs = torch.stack([q[1], q[0], q[2]])  # the first two are swapped
+    scores = retrieval_scores(q, docs)
+    assert scores["recall@1"] == pytest.approx(1 / 3)
+    assert scores["mrr"] == pytest.approx((0.5 + 0.5 + 1) / 3)
+
+
+def test_generic_answer_is_the_most_typical() -> None:
+    pool = ["the sky is blue", "the sky is blue today", "bread", "the sky"]
+    assert generic_answer(pool) == "the sky is blue"
+
+
+def test_report_on_a_tiny_run(tiny_dirs, tmp_path) -> None:
+    prompts = [f"question number {i} about topic {i % 3}" for i in range(12)]
+    path = tmp_path / "r.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": p, "response": f"answer {i} topic {i % 3}"}) + "\n"
+            for i, p in enumerate(prompts)
+        )
+    )
+    out = train(
+        TrainConfig(
+            model=str(tiny_dirs["qwen3"]),
+            teacher="self",
+            responses=str(path),
+            out=str(tmp_path / "run"),
+            num_thought=1,
+            num_compress=2,
+            max_steps=5,
+            batch_size=4,
+            save_every=5,
+            max_query_length=32,
+            max_response_length=8,
+        ),
+        show_progress=False,
+    )
+    gen = workbench.load(out)
+    twin = untrained_twin(gen)
+    start = workbench.load(str(tiny_dirs["qwen3"]), teacher="self", num_thought=1, num_compress=2, seed=42)
+    assert torch.equal(twin.special, start.special)  # the twin is the run's exact starting point
+    assert not torch.equal(twin.special, gen.special)
+    heldout = [Pair(f"held-out question {i}", f"answer {i}") for i in range(4)]
+    report = evaluate(gen, twin, heldout, [f"answer {i} topic {i % 3}" for i in range(12)], max_new_tokens=4)
+    assert report.heldout == 4 and set(report.retrieval) >= {
+        "trained checkpoint",
+        "untrained tokens",
+        "frozen LLM mean-pooled",
+    }
+    assert all(0 <= v <= 1 for v in report.reconstruction_f1.values())
+    assert "| trained checkpoint |" in report.markdown()

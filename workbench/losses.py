@@ -1,0 +1,77 @@
+"""The two self-supervised losses and the statistics the training log reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from .tracing import TracedBackbone
+
+
+@dataclass
+class ResponseBatch:
+    """Response tokens plus EOS, right padded: what the decoder must reproduce."""
+
+    ids: torch.Tensor  # [B, R]
+    mask: torch.Tensor  # [B, R]
+
+    @property
+    def tokens(self) -> int:
+        return int(self.mask.sum())
+
+
+def response_tokens(tokenizer: Any, responses: list[str], max_tokens: int, eos_id: int) -> list[list[int]]:
+    """Each response's token ids, cut at ``max_tokens``, then the model's real EOS id."""
+    ids = tokenizer(responses, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    return [[*list(r[:max_tokens]), eos_id] for r in ids]
+
+
+def pad_right(rows: list[list[int]], pad_id: int) -> ResponseBatch:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return ResponseBatch(ids, mask)
+
+
+def reconstruction_loss_sum(
+    traced: TracedBackbone, soft: torch.Tensor, target: ResponseBatch
+) -> torch.Tensor:
+    """Summed cross-entropy of the response tokens given only the soft prompts ``[B, C, H]``.
+
+    Decoder input: ``[s_1 .. s_C] + embed(response) + EOS``; no query, instruction or template.
+    """
+    model = traced.backbone.model
+    device = soft.device
+    ids, mask = target.ids.to(device), target.mask.to(device)
+    tokens = model.get_input_embeddings()(ids).to(soft.dtype)
+    embeds = torch.cat([soft, tokens], dim=1)
+    c = soft.shape[1]
+    attention = torch.cat([torch.ones(soft.shape[:2], dtype=mask.dtype, device=device), mask], dim=1)
+    logits = traced.decoder_logits(embeds, attention)
+    # the state at position c - 1 + j predicts response token j
+    predictions = logits[:, c - 1 : c - 1 + ids.shape[1]].float()
+    loss = F.cross_entropy(predictions.reshape(-1, predictions.shape[-1]), ids.reshape(-1), reduction="none")
+    return (loss * mask.reshape(-1)).sum()
+
+
+def alignment_loss_sum(embedding: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Summed squared error between student and teacher embeddings (MSE before the mean)."""
+    return (embedding.float() - teacher.to(embedding.device).float()).pow(2).sum()
+
+
+@torch.no_grad()
+def cosine_stats(embedding: torch.Tensor, teacher: torch.Tensor) -> dict[str, float]:
+    """Mean cosine of each student embedding with its own teacher embedding, and with the others."""
+    sims = (
+        F.normalize(embedding.float(), dim=-1) @ F.normalize(teacher.float().to(embedding.device), dim=-1).T
+    )
+    n = sims.shape[0]
+    diag = sims.diagonal().mean().item()
+    off = ((sims.sum() - sims.diagonal().sum()) / max(n * n - n, 1)).item()
+    return {"cos_diag": diag, "cos_offdiag": off}
