@@ -252,7 +252,10 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder.")])
     )
 
 
+from .cli_responses import respond  # noqa: E402
 from .cli_train import train  # noqa: E402
+
+app.command()(respond)
 
 app.command()(train)
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# How the shipped smollm2-135m checkpoint was made (CPU, 2 cores). Run from the repository root;
+# RUN (default runs/smollm2-135m) receives the responses, the run and the quality report.
+set -euo pipefail
+RUN=${RUN:-runs/smollm2-135m}
+DATA=${WORKBENCH_DATA:-../shared/data}
+R="workbench respond --model smollm2-135m --data-dir $DATA --max-new-tokens 64 --batch-size 32 --quiet"
+
+# 1. The frozen LLM answers the training prompts (greedy, 64 new tokens); resumable.
+$R --prompts nq-open --shuffle-seed 0 --limit 2000 --out "$RUN/responses.jsonl"
+$R --prompts self-instruct --out "$RUN/responses.jsonl"
+$R --prompts gsm8k --shuffle-seed 0 --limit 800 --out "$RUN/responses.jsonl"
+# Held-out prompts for the quality report: NQ-open's EfficientQA test questions (never trained on).
+$R --prompts "$DATA/nq-open/NQ-open.efficientqa.test.1.1.jsonl" --field question --limit 200 \
+   --out "$RUN/heldout.jsonl"
+
+# 2. Train (options in recipes/smollm2-135m.yaml); add --resume to continue an interrupted run.
+workbench train --config recipes/smollm2-135m.yaml --responses "$RUN/responses.jsonl" --out "$RUN/train" "$@"
+
+# 3. Held-out quality for the card.
+workbench quality "$RUN/train" --heldout "$RUN/heldout.jsonl" --train-responses "$RUN/responses.jsonl" \
+   --out "$RUN/quality.json" | tee "$RUN/quality.md"

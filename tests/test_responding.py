@@ -1,0 +1,129 @@
+"""`workbench respond`: prompt sources, the evaluation guard, and a cache that survives kills."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench.backbone import load_backbone
+from workbench.cli import main
+from workbench.errors import WorkbenchError
+from workbench.prompt_sources import load_prompts
+from workbench.responding import respond
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BIN = Path(sys.executable).parent
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not beside the repository")
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_file_sources(tmp_path) -> None:
+    (tmp_path / "p.txt").write_text("first\n\nsecond\nfirst\n")
+    assert [p.text for p in load_prompts(str(tmp_path / "p.txt"), data=tmp_path)] == ["first", "second"]
+    (tmp_path / "p.csv").write_text("id,question\n1,Why?\n2,How?\n")
+    assert [p.text for p in load_prompts(str(tmp_path / "p.csv"), field="question", data=tmp_path)] == [
+        "Why?",
+        "How?",
+    ]
+    (tmp_path / "p.jsonl").write_text('{"q": "a"}\n{"q": "b"}\n')
+    prompts = load_prompts(str(tmp_path / "p.jsonl"), field="q", data=tmp_path, limit=1)
+    assert len(prompts) == 1 and len(prompts[0].id) == 16
+    with pytest.raises(WorkbenchError, match="no text field 'prompt'"):
+        load_prompts(str(tmp_path / "p.jsonl"), data=tmp_path)
+    with pytest.raises(WorkbenchError, match="does not exist"):
+        load_prompts(str(tmp_path / "missing.jsonl"), data=tmp_path)
+
+
+@needs_data
+def test_public_sets_by_name() -> None:
+    nq = load_prompts("nq-open", data=DATA)
+    assert len(nq) > 3000 and nq[0].source == "nq-open"
+    assert len(load_prompts("gsm8k", data=DATA, limit=5, shuffle_seed=0)) == 5
+    instructions = load_prompts("self-instruct", data=DATA)
+    assert len(instructions) > 400
+    assert any("\n\n" in p.text for p in instructions)  # instance inputs are appended
+
+
+@needs_data
+def test_evaluation_queries_are_refused(tmp_path) -> None:
+    with pytest.raises(WorkbenchError, match="evaluation queries"):
+        load_prompts(str(DATA / "advbench-ir" / "advbench-ir.jsonl"), field="instruction", data=DATA)
+    with pytest.raises(WorkbenchError, match="evaluation queries"):
+        load_prompts(str(DATA / "theoremqa" / "theoremqa_test.json"), field="Question", data=DATA)
+    # the same queries under another name are caught by content
+    lines = (DATA / "advbench-ir" / "advbench-ir.jsonl").read_text().splitlines()[:2]
+    disguised = tmp_path / "my_prompts.jsonl"
+    disguised.write_text("\n".join(lines) + "\n")
+    with pytest.raises(WorkbenchError, match="2 prompts .* evaluation queries"):
+        load_prompts(str(disguised), field="instruction", data=DATA)
+    assert len(load_prompts(str(disguised), field="instruction", data=DATA, force=True)) == 2
+
+
+def test_resume_after_a_cut_line(tiny_dirs, tmp_path) -> None:
+    backbone = load_backbone(str(tiny_dirs["qwen2"]))
+    (tmp_path / "p.txt").write_text("\n".join(f"prompt number {i}" for i in range(6)))
+    prompts = load_prompts(str(tmp_path / "p.txt"), data=tmp_path)
+    whole, cut = tmp_path / "whole.jsonl", tmp_path / "cut.jsonl"
+    respond(backbone, prompts, whole, batch_size=2, max_new_tokens=6, show_progress=False)
+    lines = whole.read_text().splitlines(keepends=True)
+    cut.write_text("".join(lines[:3]) + lines[3][:20])  # killed while writing row 4
+    stats = respond(backbone, prompts, cut, batch_size=2, max_new_tokens=6, show_progress=False)
+    assert (stats.done_before, stats.answered) == (3, 3)
+    assert sorted(rows(cut), key=lambda r: r["id"]) == sorted(rows(whole), key=lambda r: r["id"])
+    with pytest.raises(WorkbenchError, match="other settings"):
+        respond(backbone, prompts, cut, max_new_tokens=7, show_progress=False)
+
+
+def test_killed_command_resumes_without_loss_or_duplicates(tiny_dirs, tmp_path) -> None:
+    (tmp_path / "p.txt").write_text("\n".join(f"prompt {i} about something" for i in range(60)))
+
+    def command(out: Path) -> list[str]:
+        return [
+            str(BIN / "workbench"),
+            "respond",
+            "--model",
+            str(tiny_dirs["llama"]),
+            "--prompts",
+            str(tmp_path / "p.txt"),
+            "--data-dir",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--batch-size",
+            "1",
+            "--max-new-tokens",
+            "8",
+            "--quiet",
+        ]
+
+    out = tmp_path / "r.jsonl"
+    proc = subprocess.Popen(command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while (not out.exists() or out.read_text().count("\n") < 5) and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "finished before the kill"
+    done = subprocess.run(command(out), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ids = [r["id"] for r in rows(out)]
+    assert len(ids) == 60 and len(set(ids)) == 60
+    reference = tmp_path / "ref.jsonl"
+    subprocess.run(command(reference), check=True, capture_output=True, timeout=300)
+    assert {r["id"]: r["response"] for r in rows(out)} == {r["id"]: r["response"] for r in rows(reference)}
+
+
+def test_cli_errors(capsys, tmp_path) -> None:
+    assert main(["respond", "--prompts", str(tmp_path / "none.txt"), "--out", str(tmp_path / "o.jsonl")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
