@@ -63,7 +63,7 @@ def test_evaluation_queries_are_refused(tmp_path) -> None:
     lines = (DATA / "advbench-ir" / "advbench-ir.jsonl").read_text().splitlines()[:2]
     disguised = tmp_path / "my_prompts.jsonl"
     disguised.write_text("\n".join(lines) + "\n")
-    with pytest.raises(WorkbenchError, match="2 prompts .* evaluation queries"):
+    with pytest.raises(WorkbenchError, match=r"2 prompts .* evaluation queries"):
         load_prompts(str(disguised), field="instruction", data=DATA)
     assert len(load_prompts(str(disguised), field="instruction", data=DATA, force=True)) == 2
 
