@@ -62,14 +62,24 @@ class LLM2VecGen(nn.Module):
         return self.backbone.tokenizer
 
     def reset_parameters(self) -> None:
-        """Seeded untrained start: rows near the mean token embedding, P_r = identity."""
+        """Seeded untrained start: rows near the mean token embedding; ``P_r`` a scaled identity.
+
+        Final post-norm states are far larger than token embeddings (their size is about the norm of
+        the final norm's weight, 48 against 3 for SmolLM2), so ``P_r`` starts as ``a * I`` with ``a``
+        the ratio of the two: soft prompts begin on the scale of the inputs the decoder knows, and
+        the alignment head sees inputs whose size does not swamp its small, unit-scale targets.
+        """
         g = torch.Generator().manual_seed(self.config.seed)
         emb = self.backbone.model.get_input_embeddings().weight.detach().float()
+        norm = self.backbone.submodule(self.backbone.arch.final_norm)
+        weight = getattr(norm, "weight", None)
+        state_size = float(weight.detach().float().norm()) if weight is not None else emb.shape[1] ** 0.5
+        scale = float(emb.norm(dim=-1).mean()) / max(state_size, 1e-6)
         noise = torch.randn(self.special.shape, generator=g) * emb.std(dim=0)
         hidden = self.special.shape[1]
         with torch.no_grad():
             self.special.copy_(emb.mean(dim=0) + 0.1 * noise)
-            self.reconstruction.weight.copy_(torch.eye(hidden))
+            self.reconstruction.weight.copy_(scale * torch.eye(hidden))
             self.reconstruction.bias.zero_()
             bound = 1.0 / math.sqrt(hidden)
             self.alignment.weight.copy_(
