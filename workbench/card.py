@@ -108,8 +108,8 @@ def card_markdown(
         f"{first['align_loss']:.4f} → {mean['align_loss']:.4f}; cosine with the teacher's embedding of "
         f"the own answer {first['cos_diag']:.3f} → {mean['cos_diag']:.3f} (other answers "
         f"{mean['cos_offdiag']:.3f}); last 50-step means.",
-        "- Reproduce: the commands in `run_config.json` beside this card; the full per-step log is "
-        "`train_log.jsonl`.",
+        f"- Reproduce: `recipes/{backbone['name']}.sh` (options in `recipes/{backbone['name']}.yaml`); "
+        f"per-step log and run config: `figures/training/{backbone['name']}/`.",
     ]
     if quality:
         lines += ["", "## Quality on held-out prompts", "", quality]
