@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WorkbenchError
+from .textio import read_utf8
 
 # name -> (files relative to the data folder, text field)
 PUBLIC_SETS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -50,18 +51,9 @@ def prompt_id(source: str, text: str) -> str:
     return hashlib.sha256(f"{source}\n{text}".encode()).hexdigest()[:16]
 
 
-def _read_utf8(path: Path) -> str:
-    if not path.is_file():
-        raise WorkbenchError(f"prompt file {path} does not exist", "check the path or --data-dir")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise WorkbenchError(f"{path} is not UTF-8 text", "re-save it as UTF-8") from err
-
-
 def _rows(path: Path, field: str | None) -> list[str]:
     """Texts of a .jsonl, .json (list of objects), .csv or .txt file."""
-    text = _read_utf8(path)
+    text = read_utf8(path, "prompt file")
     if path.suffix == ".txt":
         return [line for line in text.splitlines() if line.strip()]
     if path.suffix == ".csv":

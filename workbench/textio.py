@@ -8,19 +8,25 @@ from pathlib import Path
 from .errors import WorkbenchError
 
 
-def read_texts(path: str | Path, field: str = "text") -> list[str]:
-    """Non-empty texts from a ``.txt`` file (one per line) or ``.jsonl`` file (``field`` of each row)."""
+def read_utf8(path: str | Path, what: str = "file") -> str:
+    """A text file's content, with one-line errors for a missing file or bytes that are not UTF-8."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise WorkbenchError(f"file {path} does not exist", "check the path")
+        raise WorkbenchError(f"{what} {path} does not exist", "check the path")
     raw = path.read_bytes()
     try:
-        content = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise WorkbenchError(
             f"{path} is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})",
             "re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`",
         ) from err
+
+
+def read_texts(path: str | Path, field: str = "text") -> list[str]:
+    """Non-empty texts from a ``.txt`` file (one per line) or ``.jsonl`` file (``field`` of each row)."""
+    path = Path(path).expanduser()
+    content = read_utf8(path)
     lines = [line for line in content.splitlines() if line.strip()]
     if path.suffix == ".jsonl":
         texts = []
