@@ -127,3 +127,56 @@ def test_cli_errors(capsys, tmp_path) -> None:
     assert main(["respond", "--prompts", str(tmp_path / "none.txt"), "--out", str(tmp_path / "o.jsonl")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+
+
+def test_same_file_by_another_path_is_not_answered_twice(tiny_dirs, tmp_path, monkeypatch) -> None:
+    backbone = load_backbone(str(tiny_dirs["qwen2"]))
+    (tmp_path / "p.txt").write_text("alpha\nbeta\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r.jsonl"
+    for spelling in ("p.txt", "./p.txt", str(tmp_path / "p.txt")):
+        prompts = load_prompts(spelling, data=tmp_path)
+        respond(backbone, prompts, out, max_new_tokens=4, show_progress=False)
+    assert sorted(r["prompt"] for r in rows(out)) == ["alpha", "beta"]
+
+
+def test_bad_inputs_are_one_line_errors(tiny_dirs, tmp_path) -> None:
+    (tmp_path / "bad.json").write_text("{oops")
+    with pytest.raises(WorkbenchError, match="is not JSON"):
+        load_prompts(str(tmp_path / "bad.json"), data=tmp_path)
+    (tmp_path / "null.jsonl").write_text('{"prompt": "x", "instances": null}\n')
+    assert [p.text for p in load_prompts(str(tmp_path / "null.jsonl"), data=tmp_path)] == ["x"]
+    (tmp_path / "TheoremQA").mkdir()
+    (tmp_path / "TheoremQA" / "q.txt").write_text("q\n")
+    with pytest.raises(WorkbenchError, match="--force"):
+        load_prompts(str(tmp_path / "TheoremQA" / "q.txt"), data=tmp_path)
+    with pytest.raises(WorkbenchError, match="datasets"):  # not installed here, or offline
+        load_prompts("hf:nq_open:validation", data=tmp_path)
+    backbone = load_backbone(str(tiny_dirs["qwen2"]))
+    prompts = load_prompts(str(null := tmp_path / "null.jsonl"), data=tmp_path)
+    with pytest.raises(WorkbenchError, match="temperature > 0"):
+        respond(backbone, prompts, tmp_path / "s.jsonl", do_sample=True, temperature=0.0, show_progress=False)
+    with pytest.raises(WorkbenchError, match="not a `workbench respond` cache"):
+        respond(backbone, prompts, null, show_progress=False)
+
+
+@needs_data
+def test_cli_refuses_evaluation_file(capsys, tmp_path) -> None:
+    source = str(DATA / "advbench-ir" / "advbench-ir.jsonl")
+    argv = ["respond", "--prompts", source, "--field", "instruction", "--out", str(tmp_path / "o.jsonl")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--force" in err[0]
+
+
+@needs_data
+@pytest.mark.integration
+def test_smollm2_answers_nq_open(tmp_path) -> None:
+    backbone = load_backbone("smollm2-135m")
+    prompts = load_prompts("nq-open", data=DATA, limit=2)
+    stats = respond(
+        backbone, prompts, tmp_path / "r.jsonl", batch_size=2, max_new_tokens=12, show_progress=False
+    )
+    out = rows(tmp_path / "r.jsonl")
+    assert stats.answered == 2 and [r["prompt"] for r in out] == [p.text for p in prompts]
+    assert all(r["response"].strip() and r["model"] == "smollm2-135m" and r["sha256"] for r in out)

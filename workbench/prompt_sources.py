@@ -59,7 +59,10 @@ def _rows(path: Path, field: str | None) -> list[str]:
     if path.suffix == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
     elif path.suffix == ".json":
-        rows = json.loads(text)
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise WorkbenchError(f"{path} is not JSON ({err.msg}, line {err.lineno})", "fix it") from err
         rows = rows if isinstance(rows, list) else [rows]
     else:
         rows = []
@@ -75,7 +78,9 @@ def _rows(path: Path, field: str | None) -> list[str]:
         value = row.get(field) if isinstance(row, dict) else None
         if not isinstance(value, str):
             raise WorkbenchError(f"{path} row {n} has no text field {field!r}", "name the field with --field")
-        inputs = [i.get("input", "") for i in row.get("instances", []) if isinstance(i, dict)]
+        instances = row.get("instances")
+        instances = instances if isinstance(instances, list) else []
+        inputs = [i.get("input", "") for i in instances if isinstance(i, dict)]
         extra = next((i for i in inputs if isinstance(i, str) and i.strip()), "")
         out.append(f"{value}\n\n{extra}" if extra else value)
     return out
@@ -133,7 +138,8 @@ def load_prompts(
         texts = _hub_rows(source[3:], field)
     else:
         path = Path(source).expanduser()
-        is_eval = path.name in EVALUATION_FILES or {"advbench-ir", "theoremqa"} & set(path.parts)
+        parts = {part.lower() for part in path.parts}
+        is_eval = path.name.lower() in EVALUATION_FILES or {"advbench-ir", "theoremqa"} & parts
         if is_eval and not force:
             raise WorkbenchError(
                 f"{path} holds evaluation queries, which must not be training prompts",

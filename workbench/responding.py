@@ -47,6 +47,11 @@ def read_done(path: Path) -> tuple[dict[str, dict[str, Any]], int]:
                     f"{path} has a damaged line after byte {good}",
                     "delete that line (or the file) and run again",
                 ) from err
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str) or "prompt" not in row:
+                raise WorkbenchError(
+                    f"{path} is not a `workbench respond` cache (line after byte {good} has no id or prompt)",
+                    "choose another --out",
+                )
             rows.setdefault(row["id"], row)
             good += len(raw)
     return rows, good
@@ -67,7 +72,16 @@ def respond(
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> RespondStats:
-    """Answer every prompt not yet in ``out`` with the backbone's chat template and append the rows."""
+    """Answer every prompt not yet in ``out`` with the backbone's chat template and append the rows.
+
+    A prompt counts as done when its id or its exact text is in ``out``, so the same file named by
+    another path (another id) is never answered twice.
+    """
+    if do_sample and not (temperature > 0 and 0 < top_p <= 1):
+        raise WorkbenchError(
+            f"sampling needs temperature > 0 and 0 < top_p <= 1, got {temperature} and {top_p}",
+            "raise them, or use --greedy",
+        )
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     if overwrite and out.exists():
@@ -94,7 +108,8 @@ def respond(
     if out.exists() and out.stat().st_size != good:
         with open(out, "r+b") as fh:
             fh.truncate(good)
-    todo = [p for p in prompts if p.id not in done]
+    done_texts = {row["prompt"] for row in done.values()}
+    todo = [p for p in prompts if p.id not in done and p.text not in done_texts]
     bar = tqdm(
         total=len(todo), desc="responding", unit="prompt", disable=not show_progress, dynamic_ncols=True
     )
