@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from common import machine_info, print_table, token_counter
 
 BACKBONE = "smollm2-135m"
 TARGET_RATIO = 1.15
@@ -138,11 +139,6 @@ def make_texts(count: int, count_tokens: Callable[[str], int], seed: int = 0) ->
     return texts
 
 
-def token_counter(tokenizer: Any) -> Callable[[str], int]:
-    """Tokens of a text as the encoder tokenizes it (tokenizer defaults, no specials appended)."""
-    return lambda text: len(tokenizer(text)["input_ids"])
-
-
 def texts_digest(texts: list[str]) -> str:
     """sha256 of the texts, to check that a subprocess encoded the same ones."""
     return hashlib.sha256(json.dumps(texts).encode()).hexdigest()
@@ -240,7 +236,8 @@ def hwm_mb():
         return None
     return int(line.split()[1]) * 1024 / 1e6
 sys.path.insert(0, {bench_dir!r})
-from encode import make_texts, texts_digest, token_counter
+from common import token_counter
+from encode import make_texts, texts_digest
 import workbench
 gen = workbench.load({name!r})
 after_load = rss_mb()
@@ -281,57 +278,6 @@ def measure_peak(count: int, batch_size: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- report
-def machine_info() -> dict[str, Any]:
-    """Library versions, threads and platform."""
-    import nnsight
-    import torch
-    import transformers
-
-    import workbench
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "transformers": transformers.__version__,
-        "nnsight": nnsight.__version__,
-        "workbench": workbench.__version__,
-        "git_commit": commit or None,
-    }
-
-
-def print_table(rows: list[tuple[str, str, str, bool | None]]) -> None:
-    """A rich table of (measurement, value, target, passed)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"workbench encode benchmark ({BACKBONE})")
-    for col, justify in (
-        ("measurement", "left"),
-        ("value", "right"),
-        ("target", "right"),
-        ("result", "center"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for name, value, target, ok in rows:
-        result = "" if ok is None else ("[green]pass[/]" if ok else "[red]FAIL[/]")
-        table.add_row(name, value, target, result)
-    Console().print(table)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run all measurements, print the table and write the JSON results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -423,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             None,
         ),
     ]
-    print_table(rows)
+    print_table(f"workbench encode benchmark ({BACKBONE})", rows)
 
     results = {
         "backbone": BACKBONE,

@@ -23,15 +23,15 @@ import argparse
 import gc
 import json
 import os
-import platform
 import random
 import statistics
-import subprocess
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from common import machine_info, print_table, token_counter
 
 BACKBONE = "smollm2-135m"
 TEACHER = "minilm"
@@ -151,11 +151,6 @@ def make_pairs(
             words += rng.choice(STATEMENTS).split()
         pairs.append((prompt, _fit(words, target, count_tokens)))
     return pairs
-
-
-def token_counter(tokenizer: Any) -> Callable[[str], int]:
-    """Tokens of a text as the encoder tokenizes it (tokenizer defaults, no specials appended)."""
-    return lambda text: len(tokenizer(text)["input_ids"])
 
 
 # ----------------------------------------------------------------------------- the two steps
@@ -370,57 +365,6 @@ def measure_steps(bench: Bench, repeats: int, warmup: int) -> dict[str, list[lis
 
 
 # ----------------------------------------------------------------------------- report
-def machine_info() -> dict[str, Any]:
-    """Library versions, threads and platform."""
-    import nnsight
-    import torch
-    import transformers
-
-    import workbench
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "transformers": transformers.__version__,
-        "nnsight": nnsight.__version__,
-        "workbench": workbench.__version__,
-        "git_commit": commit or None,
-    }
-
-
-def print_table(rows: list[tuple[str, str, str, bool | None]], batch_size: int) -> None:
-    """A rich table of (measurement, value, target, passed)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"workbench training-step benchmark ({BACKBONE}, batch {batch_size})")
-    for col, justify in (
-        ("measurement", "left"),
-        ("value", "right"),
-        ("target", "right"),
-        ("result", "center"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for name, value, target, ok in rows:
-        result = "" if ok is None else ("[green]pass[/]" if ok else "[red]FAIL[/]")
-        table.add_row(name, value, target, result)
-    Console().print(table)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Check equivalence, measure memory and step times, print the table and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -518,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         ("live nnsight objects", f"{first['nnsight_objects']} -> {last['nnsight_objects']}", "info", None),
         ("load average (1 min) before/after", f"{load_before[0]:.2f} / {load_after[0]:.2f}", "info", None),
     ]
-    print_table(rows, args.batch_size)
+    print_table(f"workbench training-step benchmark ({BACKBONE}, batch {args.batch_size})", rows)
 
     results = {
         "backbone": BACKBONE,
