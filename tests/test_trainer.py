@@ -156,8 +156,8 @@ def test_distributed_two_processes_equal_one(tiny_dirs, responses, tmp_path) -> 
         return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
     proc = launch()
-    if proc.returncode != 0 and "gloo" in proc.stderr.lower():
-        proc = launch()  # one retry: a loopback rendezvous can fail on a busy machine
+    if proc.returncode != 0 and any(m in proc.stderr.lower() for m in ("gloo", "sigabrt")):
+        proc = launch()  # one retry: gloo on loopback can fail to connect or abort on a busy machine
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((ddp / RUN_CONFIG).read_text())["world_size"] == 2
     a, b = weights(single), weights(ddp)

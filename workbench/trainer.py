@@ -344,6 +344,9 @@ class Trainer:
                 train_seconds=round(elapsed, 1),
             )
         acc.wait_for_everyone()
+        # Tear the process group down before exit: a gloo group left to the interpreter's exit can
+        # abort one rank ("terminate called without an active exception") after training finished.
+        acc.end_training()
         return self.out
 
     def _writer(self, start: int) -> Any:
