@@ -21,6 +21,8 @@ _LAZY = {
     "QUERY_INSTRUCTION": ".config",
     "DOCUMENT_INSTRUCTION": ".config",
     "STS_INSTRUCTION": ".config",
+    "logit_lens": ".lens",
+    "LensConfig": ".lens",
     "BACKBONES": ".registry",
     "TEACHERS": ".registry",
 }
@@ -34,6 +36,8 @@ __all__ = [  # noqa: RUF022 - grouped by purpose
     "QUERY_INSTRUCTION",
     "DOCUMENT_INSTRUCTION",
     "STS_INSTRUCTION",
+    "logit_lens",
+    "LensConfig",
     "BACKBONES",
     "TEACHERS",
     "WorkbenchError",
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
     from .api import load
     from .backbone import load_backbone
     from .config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION, STS_INSTRUCTION, GenConfig
+    from .lens import LensConfig, logit_lens
     from .model import LLM2VecGen
     from .registry import BACKBONES, TEACHERS
     from .teacher import load_teacher

@@ -263,6 +263,10 @@ from .cli_quality import quality  # noqa: E402
 
 app.command()(quality)
 
+from .cli_lens import lens  # noqa: E402
+
+app.command()(lens)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user errors print one line to stderr and return 1."""

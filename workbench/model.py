@@ -252,6 +252,21 @@ class LLM2VecGen(nn.Module):
             )
         return out
 
+    def lens(self, queries: Sequence[str] | str, **options: Any) -> list[Any]:
+        """Logit lens on the special positions: see :func:`workbench.lens.logit_lens`.
+
+        ``options`` are :class:`~workbench.lens.LensConfig` fields (``top_k``, ``layers``, ``thought``,
+        ``instruction``, ``backend``, ``batch_size``) and ``generate``, ``compare``, ``max_new_tokens``.
+        """
+        from dataclasses import fields
+
+        from .lens import LensConfig, logit_lens
+
+        names = {f.name for f in fields(LensConfig)}
+        config = LensConfig(**{k: v for k, v in options.items() if k in names})
+        rest = {k: v for k, v in options.items() if k not in names}
+        return logit_lens(self, queries, config, **rest)
+
     # ----------------------------------------------------------------- baselines and teacher
     @torch.no_grad()
     def llm_embed(

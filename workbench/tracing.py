@@ -34,6 +34,24 @@ class TracedBackbone:
             ids[:, -num_special:] = self.backbone.tokenizer.pad_token_id
         return ids
 
+    def _trace_inputs(self, batch: EncoderBatch, num_special: int) -> dict[str, Any]:
+        device = self.backbone.model.get_input_embeddings().weight.device
+        return {
+            "input_ids": self._lookup_ids(batch, num_special).to(device),
+            "attention_mask": batch.attention_mask.to(device),
+            "position_ids": batch.position_ids.to(device),
+            "use_cache": False,
+            **self._head_kwargs,
+        }
+
+    def _inject(self, special_rows: torch.Tensor) -> None:
+        """Inside a trace: write the special rows over the token embeddings of the last N positions."""
+        embed = self.envoy(self.backbone.arch.embed)
+        tokens = embed.output
+        n = special_rows.shape[0]
+        rows = special_rows.to(tokens.dtype).unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        embed.output = torch.cat([tokens[:, : tokens.shape[1] - n], rows], dim=1)
+
     def final_states(
         self, batch: EncoderBatch, special_rows: torch.Tensor | None, keep_last: int
     ) -> torch.Tensor:
@@ -42,37 +60,40 @@ class TracedBackbone:
         ``special_rows`` ([N, H]) are written over the token embeddings of the last N positions
         inside the trace, so gradients reach them through the frozen network.
         """
-        arch = self.backbone.arch
-        device = self.backbone.model.get_input_embeddings().weight.device
         n = 0 if special_rows is None else special_rows.shape[0]
-        with self.nn.trace(
-            input_ids=self._lookup_ids(batch, n).to(device),
-            attention_mask=batch.attention_mask.to(device),
-            position_ids=batch.position_ids.to(device),
-            use_cache=False,
-            **self._head_kwargs,
-        ):
+        with self.nn.trace(**self._trace_inputs(batch, n)):
             if special_rows is not None:
-                embed = self.envoy(arch.embed)
-                tokens = embed.output
-                rows = special_rows.to(tokens.dtype).unsqueeze(0).expand(tokens.shape[0], -1, -1)
-                embed.output = torch.cat([tokens[:, : tokens.shape[1] - n], rows], dim=1)
-            states = self.envoy(arch.final_norm).output[:, -keep_last:].save()
+                self._inject(special_rows)
+            states = self.envoy(self.backbone.arch.final_norm).output[:, -keep_last:].save()
         return states
+
+    def residual_stream(
+        self, batch: EncoderBatch, special_rows: torch.Tensor | None, keep_last: int
+    ) -> torch.Tensor:
+        """The residual stream at the last ``keep_last`` positions after every layer, before the norm.
+
+        Returns ``[L + 1, B, keep_last, H]``: index 0 is the embedding output (special rows written
+        in), index ``l`` the output of decoder layer ``l``; the final norm of index ``L`` is what
+        :meth:`final_states` returns.
+        """
+        n = 0 if special_rows is None else special_rows.shape[0]
+        num_layers = len(self.backbone.submodule(self.backbone.arch.layers))
+        saved: list[torch.Tensor] = []
+        with self.nn.trace(**self._trace_inputs(batch, n)):
+            if special_rows is not None:
+                self._inject(special_rows)
+            saved.append(self.envoy(self.backbone.arch.embed).output[:, -keep_last:].save())
+            layers = self.envoy(self.backbone.arch.layers)
+            for i in range(num_layers):
+                saved.append(layers[i].output[:, -keep_last:].save())
+        return torch.stack(saved)
 
     def pooled_states(self, batch: EncoderBatch, pooling: str) -> torch.Tensor:
         """The frozen LLM as an input-centric encoder: final post-norm states, mean or last token."""
-        arch = self.backbone.arch
-        device = self.backbone.model.get_input_embeddings().weight.device
-        mask = batch.attention_mask.to(device)
-        with self.nn.trace(
-            input_ids=batch.input_ids.to(device),
-            attention_mask=mask,
-            position_ids=batch.position_ids.to(device),
-            use_cache=False,
-            **self._head_kwargs,
-        ):
-            states = self.envoy(arch.final_norm).output.save()
+        inputs = self._trace_inputs(batch, 0)
+        mask = inputs["attention_mask"]
+        with self.nn.trace(**inputs):
+            states = self.envoy(self.backbone.arch.final_norm).output.save()
         if pooling == "last":
             return states[:, -1]
         weights = mask.to(states.dtype).unsqueeze(-1)

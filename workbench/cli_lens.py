@@ -1,0 +1,228 @@
+"""``workbench lens``: what the compression tokens hold, read through the LLM's output head."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import WorkbenchError
+
+
+def _summary_row(reading: Any) -> dict[str, Any]:
+    """One row per query, like the paper's analysis: the union of tokens and the decoded answer."""
+    return {
+        "query": reading.query,
+        "input_text": reading.input_text,
+        "union": reading.union,
+        "final_tokens": reading.final(),
+        "final_probs": reading.probs[-1],
+        "decoded": reading.decoded,
+        "answer": reading.answer,
+    } | ({"latent": reading.latent} if reading.latent is not None else {})
+
+
+def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write rows as ``.jsonl`` or ``.csv`` (lists JSON-encoded), atomically."""
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".csv"):
+        raise WorkbenchError(
+            f"cannot write {path}: unknown format {suffix or '(none)'}", "use a .jsonl or .csv file"
+        )
+    buffer = io.StringIO()
+    if suffix == ".jsonl":
+        for row in rows:
+            buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    k: (" | ".join(v) if k == "union" else json.dumps(v, ensure_ascii=False))
+                    if isinstance(v, list)
+                    else v
+                    for k, v in row.items()
+                }
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(buffer.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def lens(
+    queries: Annotated[list[str] | None, typer.Argument(help="Queries to read.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", "-f", help="More queries: a .txt file (one per line) or .jsonl (see --field)."
+        ),
+    ] = None,
+    field: Annotated[str, typer.Option(help="JSONL field holding the query text.")] = "text",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write one row per query to this .csv or .jsonl file.")
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option("--model", "-m", help="Registry backbone, hub id, model folder or checkpoint folder."),
+    ] = "smollm2-135m",
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint folder to put on the backbone.")] = None,
+    untrained: Annotated[bool, typer.Option("--untrained", help="Ignore shipped checkpoints.")] = False,
+    layers: Annotated[
+        str, typer.Option(help="Layers to read: all, or e.g. '0,10,20:30,-1' (0 = embeddings).")
+    ] = "all",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Tokens per position (1-100).")] = 5,
+    thought: Annotated[bool, typer.Option("--thought", help="Read the thought positions too.")] = False,
+    instruction: Annotated[str, typer.Option(help="Instruction joined before each query.")] = "",
+    generate: Annotated[
+        bool, typer.Option("--generate/--no-generate", help="Decode the embedding by generation.")
+    ] = True,
+    compare: Annotated[bool, typer.Option("--compare", help="Also print the LLM's own answer.")] = False,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
+    backend: Annotated[str, typer.Option(help="nnsight or transformer-lens.")] = "nnsight",
+    latent: Annotated[
+        bool, typer.Option("--latent", help="Nearest response tokens of each compression state.")
+    ] = False,
+    index: Annotated[
+        Path | None, typer.Option(help="Latent-lens index folder (default: built by lens-index build).")
+    ] = None,
+    html: Annotated[Path | None, typer.Option(help="Write the layer × position heatmap as HTML.")] = None,
+    png: Annotated[Path | None, typer.Option(help="Write the heatmap as a PNG.")] = None,
+    grid: Annotated[bool, typer.Option("--grid/--no-grid", help="Print the layer × position grid.")] = True,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every reading as JSON.")] = False,
+) -> None:
+    """Decode the compression tokens: top-k tokens per position and layer, their union, and the answer
+    the LLM generates from the embedding."""
+    from .inputs import check_texts
+    from .lens import BACKENDS, LensConfig, add_answers, check_top_k, logit_lens, parse_layers
+
+    texts = list(queries or [])
+    if file is not None:
+        from .textio import read_texts
+
+        texts += read_texts(file, field)
+    if not texts:
+        raise WorkbenchError(
+            "no queries given", 'pass a query, e.g. workbench lens "How do I bake bread?", or --file'
+        )
+    check_texts(texts)
+    check_top_k(top_k, 10**9)
+    if backend not in BACKENDS:
+        raise WorkbenchError(f"unknown lens backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
+    config = LensConfig(
+        top_k=top_k,
+        layers=parse_layers(layers),
+        thought=thought,
+        instruction=instruction or None,
+        backend=backend,
+        batch_size=batch_size,
+    )
+    from .cli import _console, _load
+
+    gen = _load(model, checkpoint, untrained)
+    readings = logit_lens(gen, texts, config)
+    batch_mode = file is not None or len(texts) > 3
+    console = _console()
+    if not (as_json or batch_mode):
+        _print_tables(console, readings, grid)
+    if latent:
+        from .latent_lens import load_latent_index
+
+        latent_index = load_latent_index(gen, index)
+        states = gen.compression_states(texts, instruction=config.instruction, batch_size=batch_size)
+        for reading, h in zip(readings, states, strict=True):
+            reading.latent = latent_index.nearest(h, top_k)
+        if not (as_json or batch_mode):
+            _print_latent(console, readings)
+    if generate or compare:
+        add_answers(
+            gen,
+            readings,
+            generate=generate,
+            compare=compare,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )
+        if not (as_json or batch_mode):
+            for reading in readings:
+                _print_answers(console, reading)
+    if html is not None or png is not None:
+        from .lens_plot import heatmap, write_heatmap
+
+        for path in write_heatmap(heatmap(readings), html, png):
+            console.print(f"wrote {path}", style="dim")
+    if out is not None:
+        write_rows([_summary_row(r) for r in readings], out)
+        console.print(f"wrote {len(readings)} rows to {out}", style="dim")
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in readings], ensure_ascii=False))
+    elif batch_mode:
+        _print_summary(console, readings)
+
+
+def _print_tables(console: Any, readings: list[Any], grid: bool) -> None:
+    from .lens_plot import show_token, terminal_tables
+
+    for reading in readings:
+        console.rule(f"[bold]{reading.query}")
+        if reading.input_text != reading.query:
+            console.print(f"[dim]encoder input:[/] {reading.input_text}")
+        for table in terminal_tables(reading, grid=grid):
+            console.print(table)
+        union = ", ".join(map(show_token, reading.union))
+        console.print(f"[bold]union[/] (final layer, compression positions): {union}")
+
+
+def _print_latent(console: Any, readings: list[Any]) -> None:
+    from rich.table import Table
+
+    from .lens_plot import position_label
+
+    for reading in readings:
+        table = Table(title=f"latent lens: nearest response tokens — {reading.query}", title_justify="left")
+        table.add_column("position")
+        table.add_column("nearest tokens in context (cosine)", overflow="fold")
+        compress = reading.positions[-len(reading.latent) :]
+        for pos, hits in zip(compress, reading.latent, strict=True):
+            table.add_row(
+                position_label(pos), "\n".join(f"{h['context']} ({h['score']:.2f})" for h in hits[:3])
+            )
+        console.print(table)
+
+
+def _print_answers(console: Any, reading: Any) -> None:
+    if reading.decoded is not None:
+        console.print(f"[cyan]decoded from the embedding[/] ({reading.query[:40]}): {reading.decoded}")
+    if reading.answer is not None:
+        console.print(f"[green]the LLM's own answer[/]: {reading.answer}")
+
+
+def _print_summary(console: Any, readings: list[Any]) -> None:
+    from rich.table import Table
+
+    from .lens_plot import show_token
+
+    table = Table(title="logit lens: union of final-layer tokens per query", title_justify="left")
+    table.add_column("query", overflow="fold", ratio=2)
+    table.add_column("union (first 12)", overflow="fold", ratio=2)
+    if any(r.decoded is not None for r in readings):
+        table.add_column("decoded", overflow="fold", ratio=3)
+    for r in readings:
+        cells = [r.query, ", ".join(show_token(t) for t in r.union[:12])]
+        if r.decoded is not None:
+            cells.append(r.decoded)
+        table.add_row(*cells)
+    console.print(table)
