@@ -28,13 +28,19 @@ def _summary_row(reading: Any) -> dict[str, Any]:
     } | ({"latent": reading.latent} if reading.latent is not None else {})
 
 
-def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write rows as ``.jsonl`` or ``.csv`` (lists JSON-encoded), atomically."""
+def check_rows_path(path: Path) -> str:
+    """The format of a rows file from its suffix: ``.jsonl`` or ``.csv``."""
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".csv"):
         raise WorkbenchError(
             f"cannot write {path}: unknown format {suffix or '(none)'}", "use a .jsonl or .csv file"
         )
+    return suffix
+
+
+def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write rows as ``.jsonl`` or ``.csv`` (lists JSON-encoded), atomically."""
+    suffix = check_rows_path(path)
     buffer = io.StringIO()
     if suffix == ".jsonl":
         for row in rows:
@@ -120,6 +126,8 @@ def lens(
         )
     check_texts(texts)
     check_top_k(top_k, 10**9)
+    if out is not None:
+        check_rows_path(out)
     if backend not in BACKENDS:
         raise WorkbenchError(f"unknown lens backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
     config = LensConfig(
