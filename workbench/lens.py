@@ -138,20 +138,28 @@ def union_tokens(tokens: list[list[str]], probs: list[list[float]]) -> list[str]
     return sorted(count, key=lambda t: (-count[t], -best[t]))
 
 
-def read_logits(gen: LLM2VecGen, resid: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k probabilities and ids of ``head(norm(resid))`` for ``resid`` ``[..., H]``, layer by layer."""
+def read_logits(
+    gen: LLM2VecGen, resid: torch.Tensor, top_k: int, rows_per_chunk: int = 512
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k probabilities and ids of ``head(norm(resid))`` for ``resid`` ``[..., H]``.
+
+    All layers and positions go through the head together, in chunks of rows: one large matrix
+    product reads the vocabulary-sized weight once, where a product per layer reads it every time.
+    """
     backbone = gen.backbone
     norm = backbone.submodule(backbone.arch.final_norm)
     head = backbone.submodule(backbone.arch.lm_head)
     weight = head.weight
+    flat = resid.reshape(-1, resid.shape[-1])
     probs, ids = [], []
     with torch.no_grad():
-        for chunk in resid:
+        for chunk in flat.split(rows_per_chunk):
             logits = head(norm(chunk.to(device=weight.device, dtype=weight.dtype))).float()
             p, i = logits.log_softmax(-1).topk(top_k, dim=-1)
             probs.append(p.exp().cpu())
             ids.append(i.cpu())
-    return torch.stack(probs), torch.stack(ids)
+    shape = (*resid.shape[:-1], top_k)
+    return torch.cat(probs).reshape(shape), torch.cat(ids).reshape(shape)
 
 
 def residuals(
