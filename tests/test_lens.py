@@ -268,3 +268,18 @@ def test_shipped_checkpoint_lens_is_the_papers_view() -> None:
     assert reading.ids[0] == head(h[0]).topk(5, dim=-1).indices.tolist()
     assert reading.decoded == gen.generate([query], max_new_tokens=12)[0]
     assert reading.num_layers == 30 and len(reading.union) >= 5
+
+
+def test_lens_path_never_imports_heavy_optional_modules(tiny_dirs) -> None:
+    """``workbench lens`` must stay quick: umap, mteb, pyarrow and TransformerLens are not imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from workbench.cli import main; "
+        f"rc = main(['lens', 'Paris', '--model', {str(tiny_dirs['llama'])!r}, '--max-new-tokens', '2']); "
+        "heavy = [m for m in ('umap', 'mteb', 'pyarrow', 'transformer_lens', 'pandas') if m in sys.modules]; "
+        "print('HEAVY', heavy, rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY [] 0" in out, out
