@@ -283,3 +283,23 @@ def test_lens_path_never_imports_heavy_optional_modules(tiny_dirs) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY [] 0" in out, out
+
+
+def test_cli_latent_lens_reads_an_index(capsys, tiny_dirs, tmp_path) -> None:
+    from workbench.latent_lens import build_latent_index
+
+    gen = tiny_gen(tiny_dirs, "llama")
+    index_dir = build_latent_index(gen, ["Bread is baked from flour.", "Paris is in France."]).save(
+        tmp_path / "index"
+    )
+    argv = ["lens", "Where is Paris?", "--model", str(tiny_dirs["llama"]), "--layers", "-1", "--top-k", "2"]
+    code, out, err = run(capsys, *argv, "--no-generate", "--latent", "--index", str(index_dir), "--json")
+    assert code == 0, err
+    (reading,) = json.loads(out)
+    assert len(reading["latent"]) == 10 and all(len(hits) == 2 for hits in reading["latent"])
+    hit = reading["latent"][0][0]
+    assert {"token", "score", "context", "text_id", "position"} <= set(hit) and -1.0 <= hit["score"] <= 1.0
+    code, out, _ = run(capsys, *argv, "--no-generate", "--latent", "--index", str(index_dir))
+    assert code == 0 and "latent lens: nearest response tokens" in out
+    code, _, err = run(capsys, *argv, "--latent", "--index", str(tmp_path / "missing"))
+    assert code == 1 and "lens-index build" in err

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("workbench")
+from .figures import write_figure
+
+__all__ = ["card_markdown", "read_log", "smooth", "training_figure", "write_figure"]
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -23,20 +24,6 @@ def smooth(values: list[float], window: int) -> list[float]:
             total -= values[i - window]
         out.append(total / min(i + 1, window))
     return out
-
-
-def write_figure(fig: Any, stem: Path) -> list[Path]:
-    """Write ``stem.html`` and, when a Chrome for kaleido is available, ``stem.png``."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    html = stem.with_suffix(".html")
-    fig.write_html(str(html), include_plotlyjs="cdn")
-    written = [html]
-    try:
-        fig.write_image(str(stem.with_suffix(".png")), width=1100, height=700, scale=1)
-        written.append(stem.with_suffix(".png"))
-    except Exception as err:  # kaleido needs a Chrome: apt-get install chromium, or plotly_get_chrome
-        log.warning("PNG not written (%s): install chromium for static images", type(err).__name__)
-    return written
 
 
 def training_figure(log_path: Path, stem: Path, title: str, window: int = 25) -> list[Path]:

@@ -263,9 +263,17 @@ from .cli_quality import quality  # noqa: E402
 
 app.command()(quality)
 
+from .cli_map import map_command  # noqa: E402
+
+app.command(name="map")(map_command)
+
 from .cli_lens import lens  # noqa: E402
 
 app.command()(lens)
+
+from .cli_lens_index import lens_index_app  # noqa: E402
+
+app.add_typer(lens_index_app, name="lens-index")
 
 
 def main(argv: list[str] | None = None) -> int:

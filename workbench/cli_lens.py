@@ -152,7 +152,7 @@ def lens(
         latent_index = load_latent_index(gen, index)
         states = gen.compression_states(texts, instruction=config.instruction, batch_size=batch_size)
         for reading, h in zip(readings, states, strict=True):
-            reading.latent = latent_index.nearest(h, top_k)
+            reading.latent = latent_index.nearest(h, top_k, distinct=True)
         if not (as_json or batch_mode):
             _print_latent(console, readings)
     if generate or compare:
@@ -182,43 +182,53 @@ def lens(
 
 
 def _print_tables(console: Any, readings: list[Any], grid: bool) -> None:
+    from rich.markup import escape
+
     from .lens_plot import show_token, terminal_tables
 
     for reading in readings:
-        console.rule(f"[bold]{reading.query}")
+        console.rule(f"[bold]{escape(reading.query)}")
         if reading.input_text != reading.query:
-            console.print(f"[dim]encoder input:[/] {reading.input_text}")
+            console.print(f"[dim]encoder input:[/] {escape(reading.input_text)}")
         for table in terminal_tables(reading, grid=grid):
             console.print(table)
-        union = ", ".join(map(show_token, reading.union))
+        union = escape(", ".join(map(show_token, reading.union)))
         console.print(f"[bold]union[/] (final layer, compression positions): {union}")
 
 
 def _print_latent(console: Any, readings: list[Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from .lens_plot import position_label
 
     for reading in readings:
-        table = Table(title=f"latent lens: nearest response tokens — {reading.query}", title_justify="left")
+        table = Table(
+            title=f"latent lens: nearest response tokens — {escape(reading.query)}", title_justify="left"
+        )
         table.add_column("position")
         table.add_column("nearest tokens in context (cosine)", overflow="fold")
         compress = reading.positions[-len(reading.latent) :]
         for pos, hits in zip(compress, reading.latent, strict=True):
             table.add_row(
-                position_label(pos), "\n".join(f"{h['context']} ({h['score']:.2f})" for h in hits[:3])
+                position_label(pos), "\n".join(f"{escape(h['context'])} ({h['score']:.2f})" for h in hits[:3])
             )
         console.print(table)
 
 
 def _print_answers(console: Any, reading: Any) -> None:
+    from rich.markup import escape
+
     if reading.decoded is not None:
-        console.print(f"[cyan]decoded from the embedding[/] ({reading.query[:40]}): {reading.decoded}")
+        console.print(
+            f"[cyan]decoded from the embedding[/] ({escape(reading.query[:40])}): {escape(reading.decoded)}"
+        )
     if reading.answer is not None:
-        console.print(f"[green]the LLM's own answer[/]: {reading.answer}")
+        console.print(f"[green]the LLM's own answer[/]: {escape(reading.answer)}")
 
 
 def _print_summary(console: Any, readings: list[Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from .lens_plot import show_token
@@ -229,8 +239,8 @@ def _print_summary(console: Any, readings: list[Any]) -> None:
     if any(r.decoded is not None for r in readings):
         table.add_column("decoded", overflow="fold", ratio=3)
     for r in readings:
-        cells = [r.query, ", ".join(show_token(t) for t in r.union[:12])]
+        cells = [escape(r.query), escape(", ".join(show_token(t) for t in r.union[:12]))]
         if r.decoded is not None:
-            cells.append(r.decoded)
+            cells.append(escape(r.decoded))
         table.add_row(*cells)
     console.print(table)

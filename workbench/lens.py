@@ -172,7 +172,7 @@ def residuals(
     if backend == "transformer-lens":
         from .lens_tl import residual_stream_tl
 
-        return residual_stream_tl(gen, texts, keep_last=keep)
+        return residual_stream_tl(gen, texts, keep_last=keep, batch_size=batch_size)
     parts: list[torch.Tensor] = []
     index: list[int] = []
     with torch.no_grad():

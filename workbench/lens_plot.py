@@ -32,6 +32,7 @@ def position_label(position: str) -> str:
 
 def terminal_tables(reading: LensReading, grid: bool = True) -> list[Any]:
     """Rich renderables: top-k per position at the last layer read, then a layer × position grid."""
+    from rich.markup import escape
     from rich.table import Table
 
     last = reading.layers[-1]
@@ -44,7 +45,7 @@ def terminal_tables(reading: LensReading, grid: bool = True) -> list[Any]:
     for pos, toks, probs in zip(reading.positions, reading.tokens[-1], reading.probs[-1], strict=True):
         top.add_row(
             position_label(pos),
-            "  ".join(f"{show_token(t)} ({p:.2f})" for t, p in zip(toks, probs, strict=True)),
+            "  ".join(f"{escape(show_token(t))} ({p:.2f})" for t, p in zip(toks, probs, strict=True)),
         )
     out: list[Any] = [top]
     if grid and len(reading.layers) > 1:
@@ -54,7 +55,7 @@ def terminal_tables(reading: LensReading, grid: bool = True) -> list[Any]:
             table.add_column(position_label(pos), max_width=12, overflow="ellipsis", no_wrap=True)
         for layer, row, prow in zip(reading.layers, reading.tokens, reading.probs, strict=True):
             cells = [
-                f"[bold]{show_token(t[0])}[/]" if p[0] >= 0.5 else show_token(t[0])
+                f"[bold]{escape(show_token(t[0]))}[/]" if p[0] >= 0.5 else escape(show_token(t[0]))
                 for t, p in zip(row, prow, strict=True)
             ]
             table.add_row(layer_label(layer, reading.num_layers), *cells)

@@ -1,0 +1,204 @@
+"""On-disk caches of embeddings (safetensors) and generated answers (JSON), so re-plotting is cheap.
+
+An entry lives in one file per key: the key is a mapping such as ``{"backbone": ..., "checkpoint":
+..., "instruction": ..., "encoder": ...}`` and rows inside the file are addressed by the sha256 of
+each text. ``get_or_compute`` computes only the texts that are missing, merges them in and
+rewrites the file atomically (temporary file, then ``os.replace``). Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import WorkbenchError
+from .paths import cache_dir
+
+log = logging.getLogger("workbench")
+
+FORMAT = "workbench-cache-1"
+
+
+def text_hash(text: str) -> str:
+    """sha256 of the UTF-8 text: the row address inside a cache file."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cache_key(parts: Mapping[str, Any]) -> str:
+    """A stable hash of the key parts (order of the mapping does not matter)."""
+    blob = json.dumps(dict(parts), sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _slug(value: Any) -> str:
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-.")
+    return text[-48:] or "x"
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class _KeyedFiles:
+    """Shared layout: ``root/<backbone>/<encoder or kind>-<key>.<suffix>``."""
+
+    suffix = ""
+    default_sub = ""
+
+    def __init__(self, root: str | Path | None = None, *, enabled: bool = True) -> None:
+        self.root = Path(root).expanduser() if root is not None else cache_dir() / self.default_sub
+        self.enabled = enabled
+        self.hits = 0
+        """Texts served from the cache (each position counts)."""
+        self.misses = 0
+        """Distinct texts computed."""
+
+    def path(self, key_parts: Mapping[str, Any]) -> Path:
+        """The file that holds the rows for this key."""
+        name = key_parts.get("encoder", key_parts.get("kind", "entry"))
+        folder = _slug(key_parts.get("backbone", "any"))
+        return self.root / folder / f"{_slug(name)}-{cache_key(key_parts)[:24]}{self.suffix}"
+
+    def _count(self, hits: int, misses: int) -> None:
+        self.hits += hits
+        self.misses += misses
+
+
+class EmbeddingCache(_KeyedFiles):
+    """Embeddings per (key, text), one safetensors file per key (``vectors`` plus row hashes)."""
+
+    suffix = ".safetensors"
+    default_sub = "embeddings"
+
+    def _read(self, path: Path) -> dict[str, torch.Tensor]:
+        if not path.is_file():
+            return {}
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                vectors = f.get_tensor("vectors")
+            hashes = json.loads(meta.get("hashes", "[]"))
+        except Exception as err:  # a damaged file is recomputed, never trusted
+            log.warning("ignoring unreadable embedding cache %s (%s)", path, type(err).__name__)
+            return {}
+        if meta.get("format") != FORMAT or len(hashes) != len(vectors):
+            log.warning("ignoring embedding cache %s with an unknown layout", path)
+            return {}
+        return {h: vectors[i] for i, h in enumerate(hashes)}
+
+    def _write(self, path: Path, rows: dict[str, torch.Tensor], key_parts: Mapping[str, Any]) -> None:
+        from safetensors.torch import save_file
+
+        hashes = list(rows)
+        vectors = torch.stack([rows[h] for h in hashes]).float().contiguous()
+        meta = {
+            "format": FORMAT,
+            "hashes": json.dumps(hashes),
+            "key": json.dumps(dict(key_parts), sort_keys=True, default=str),
+        }
+        _atomic_write(path, lambda tmp: save_file({"vectors": vectors}, str(tmp), metadata=meta))
+
+    def get_or_compute(
+        self,
+        key_parts: Mapping[str, Any],
+        texts: Sequence[str],
+        fn: Callable[[list[str]], torch.Tensor],
+    ) -> torch.Tensor:
+        """Embeddings ``[len(texts), D]`` (float32); ``fn`` is called once, on the missing texts only."""
+        texts = list(texts)
+        if not self.enabled:
+            self._count(0, len(texts))
+            return fn(texts).float().cpu() if texts else torch.empty(0, 0)
+        path = self.path(key_parts)
+        rows = self._read(path)
+        missing = list(dict.fromkeys(t for t in texts if text_hash(t) not in rows))
+        self._count(len(texts) - sum(text_hash(t) not in rows for t in texts), len(missing))
+        if missing:
+            new = fn(missing).detach().float().cpu()
+            if new.dim() != 2 or len(new) != len(missing):
+                raise WorkbenchError(
+                    f"the encoder returned shape {list(new.shape)} for {len(missing)} texts",
+                    "return one row per text",
+                )
+            dim = int(new.shape[1])
+            fresh = {text_hash(t): new[i] for i, t in enumerate(missing)}
+            merged = self._read(path) | rows | fresh  # keep rows another process wrote meanwhile
+            if {int(v.shape[0]) for v in merged.values()} != {dim}:
+                log.warning("embedding size changed under %s: recomputing its rows", path.name)
+                stale = list(dict.fromkeys(t for t in texts if text_hash(t) not in fresh))
+                if stale:
+                    redo = fn(stale).detach().float().cpu()
+                    fresh |= {text_hash(t): redo[i] for i, t in enumerate(stale)}
+                merged = fresh
+            self._write(path, merged, key_parts)
+            rows = merged
+        if not texts:
+            return torch.empty(0, 0)
+        return torch.stack([rows[text_hash(t)] for t in texts]).float()
+
+
+class AnswerCache(_KeyedFiles):
+    """Generated texts per (key, prompt), one JSON file per key: ``{"key": ..., "rows": {hash: text}}``."""
+
+    suffix = ".json"
+    default_sub = "answers"
+
+    def _read(self, path: Path) -> dict[str, str]:
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            rows = data["rows"]
+            if data.get("format") != FORMAT or not isinstance(rows, dict):
+                raise ValueError("layout")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("ignoring unreadable answer cache %s (%s)", path, type(err).__name__)
+            return {}
+        return {str(k): str(v) for k, v in rows.items()}
+
+    def get_or_compute(
+        self,
+        key_parts: Mapping[str, Any],
+        prompts: Sequence[str],
+        fn: Callable[[list[str]], list[str]],
+    ) -> list[str]:
+        """One text per prompt; ``fn`` is called once, on the prompts not cached yet."""
+        prompts = list(prompts)
+        if not self.enabled:
+            self._count(0, len(prompts))
+            return list(fn(prompts)) if prompts else []
+        path = self.path(key_parts)
+        rows = self._read(path)
+        missing = list(dict.fromkeys(p for p in prompts if text_hash(p) not in rows))
+        self._count(len(prompts) - sum(text_hash(p) not in rows for p in prompts), len(missing))
+        if missing:
+            new = list(fn(missing))
+            if len(new) != len(missing):
+                raise WorkbenchError(
+                    f"the generator returned {len(new)} texts for {len(missing)} prompts",
+                    "return one text per prompt",
+                )
+            rows = self._read(path) | rows | {text_hash(p): t for p, t in zip(missing, new, strict=True)}
+            data = {"format": FORMAT, "key": dict(key_parts), "rows": rows}
+            blob = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str)
+            _atomic_write(path, lambda tmp: tmp.write_text(blob + "\n", encoding="utf-8"))
+        return [rows[text_hash(p)] for p in prompts]
