@@ -51,14 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     import workbench
     from workbench.embedding_cache import AnswerCache, EmbeddingCache
     from workbench.errors import WorkbenchError
-    from workbench.maps import (
-        build_map,
-        default_items,
-        metrics_table,
-        write_map,
-        write_parquet,
-        write_projector,
-    )
+    from workbench.maps import build_map, default_items
+    from workbench.maps_output import metrics_table, write_map, write_parquet, write_projector
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()

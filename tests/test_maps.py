@@ -33,10 +33,8 @@ from workbench.maps import (
     read_items,
     retrieval_metrics,
     split_limit,
-    write_map,
-    write_parquet,
-    write_projector,
 )
+from workbench.maps_output import write_map, write_parquet, write_projector
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "advbench-ir" / "advbench-ir.jsonl").is_file(), reason="no data")

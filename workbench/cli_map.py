@@ -64,16 +64,8 @@ def map_command(
     from .cli import _console, _load
     from .config import QUERY_INSTRUCTION
     from .embedding_cache import AnswerCache, EmbeddingCache
-    from .maps import (
-        build_map,
-        check_encoders,
-        default_items,
-        limit_queries,
-        metrics_table,
-        read_items,
-        split_limit,
-        write_map,
-    )
+    from .maps import build_map, check_encoders, default_items, limit_queries, read_items, split_limit
+    from .maps_output import metrics_table, write_map
 
     names = check_encoders(encoders.split(","))
     if queries is not None:
