@@ -303,3 +303,29 @@ def test_cli_latent_lens_reads_an_index(capsys, tiny_dirs, tmp_path) -> None:
     assert code == 0 and "latent lens: nearest response tokens" in out
     code, _, err = run(capsys, *argv, "--latent", "--index", str(tmp_path / "missing"))
     assert code == 1 and "lens-index build" in err
+
+
+def test_cli_heatmap_png(capsys, tiny_dirs, tmp_path) -> None:
+    """The static PNG needs a Chrome for kaleido (CI installs Debian's chromium)."""
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("google-chrome")):
+        pytest.skip("no Chrome or Chromium for kaleido on this machine")
+    png = tmp_path / "lens.png"
+    argv = ["lens", "Paris", "--model", str(tiny_dirs["llama"]), "--no-generate", "--png", str(png)]
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_token_labels_make_whitespace_and_control_characters_visible() -> None:
+    from workbench.lens_plot import show_token
+
+    assert [show_token(t) for t in (" bear", " ", "\n", "\x1f", "a\x1cb", "")] == [
+        "bear",
+        "␣",
+        "\\n",
+        "\\x1f",
+        "a\\x1cb",
+        "∅",
+    ]

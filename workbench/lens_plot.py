@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,14 @@ from .lens import LensReading
 
 
 def show_token(text: str) -> str:
-    """A token as a short readable label: stripped, with whitespace-only tokens made visible."""
-    stripped = text.strip()
-    if stripped:
-        return stripped
-    return text.replace(" ", "␣").replace("\n", "\\n").replace("\t", "\\t") or "∅"
+    """A token as a short readable label: stripped, whitespace-only tokens and control characters
+    made visible (``␣``, ``\\n``, ``\\x1c``)."""
+    shown = text.strip() or text.replace(" ", "␣")
+    named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    return "".join(
+        named.get(c) or (f"\\x{ord(c):02x}" if unicodedata.category(c) in ("Cc", "Cs", "Co") else c)
+        for c in shown
+    ) or "∅"
 
 
 def layer_label(layer: int, num_layers: int) -> str:
