@@ -10,9 +10,11 @@ from .checkpoint import WEIGHTS_FILE, CheckpointData, check_backbone, is_checkpo
 from .config import DTYPES, GenConfig
 from .errors import WorkbenchError
 from .model import LLM2VecGen
+from .official import load_official
 from .paths import packaged_checkpoints_dir
 from .registry import DEFAULT_BACKBONE, DEFAULT_TEACHER
 from .teacher import teacher_dim
+from .zoo import resolve_official
 
 log = logging.getLogger("workbench")
 
@@ -60,10 +62,25 @@ def load(
     transformers folder or a hub id. A registry backbone gets its shipped trained checkpoint
     unless ``checkpoint`` names another or ``untrained`` is set; otherwise the model starts
     untrained with ``num_thought``/``num_compress`` special tokens and a head sized for ``teacher``.
+    An official ``llm2vec-gen`` checkpoint (folder, ``workbench zoo`` name or hub id) is opened on its
+    base model, or on ``backbone``: see :mod:`workbench.official`.
     """
     if dtype not in DTYPES:
         raise WorkbenchError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
     model = str(model)
+    official = resolve_official(model, revision)  # official llm2vec-gen layout: folder, zoo name, hub id
+    if official is not None:
+        if checkpoint is not None:
+            raise WorkbenchError(
+                f"{model} is already a checkpoint, and checkpoint= names another", "pass one checkpoint"
+            )
+        return load_official(
+            official,
+            backbone=backbone,
+            dtype=dtype,
+            max_length=max_length,
+            trust_remote_code=trust_remote_code,
+        )
     if is_checkpoint(model):
         if checkpoint is not None:
             raise WorkbenchError(

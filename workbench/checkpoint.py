@@ -17,6 +17,7 @@ import torch
 from .backbone import Backbone
 from .config import GenConfig
 from .errors import WorkbenchError
+from .official import config_from_dict
 
 CONFIG_FILE = "llm2vec_gen_config.json"
 WEIGHTS_FILE = "llm2vec_gen_weights.safetensors"
@@ -112,7 +113,7 @@ def read_checkpoint(path: str | Path) -> CheckpointData:
         )
     try:
         meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-        config = GenConfig.from_dict(meta["config"])
+        config = config_from_dict(meta["config"])  # official token names need their list
         backbone = dict(meta["backbone"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise _corrupt(path, f"{CONFIG_FILE} is unreadable ({type(err).__name__}: {err})") from err

@@ -275,6 +275,11 @@ from .cli_lens_index import lens_index_app  # noqa: E402
 
 app.add_typer(lens_index_app, name="lens-index")
 
+from .cli_export import export, zoo_command  # noqa: E402
+
+app.command()(export)
+app.command(name="zoo")(zoo_command)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user errors print one line to stderr and return 1."""
