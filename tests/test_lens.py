@@ -329,3 +329,39 @@ def test_token_labels_make_whitespace_and_control_characters_visible() -> None:
         "a\\x1cb",
         "∅",
     ]
+
+
+def test_remote_lens_dry_run_equals_the_local_lens(tiny_dirs, tmp_path) -> None:
+    """nnsight's remote path run locally (``mode="local"``) gives the local readings."""
+    from nnsight.modeling.transformers import TransformersModel
+
+    import workbench
+    from workbench.backbone import find_architecture
+    from workbench.lens import remote_logit_lens
+    from workbench.official import export_official
+    from workbench.remote import RemoteBackbone
+
+    out = export_official(tiny_gen(tiny_dirs, "llama", num_thought=2, num_compress=3), tmp_path / "official")
+    lm = TransformersModel(str(tiny_dirs["llama"]), task="text-generation", dispatch=True)
+    backbone = RemoteBackbone("tiny", lm, find_architecture(lm._module), 2)
+    config = LensConfig(top_k=3, layers=[0, 1], thought=True)
+    remote = remote_logit_lens(str(out), TEXTS, config, backbone=backbone, mode="local")
+    local = logit_lens(workbench.load(out), TEXTS, config)
+    for r, want in zip(remote, local, strict=True):
+        assert r.ids == want.ids and r.union == want.union and r.positions == want.positions
+        assert r.layers == [0, 1] and r.num_layers == 2
+        torch.testing.assert_close(torch.tensor(r.probs), torch.tensor(want.probs), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--compare"], "--compare needs the backbone on this machine"),
+        (["--generate"], "--generate needs the backbone"),
+        (["--no-generate"], "is not a checkpoint: remote execution reads"),
+    ],
+)
+def test_cli_remote_errors(capsys, monkeypatch, extra, message) -> None:
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    code, _, err = run(capsys, "lens", "q", "--remote", "--model", "some/checkpoint", *extra)
+    assert code == 1 and err.startswith("error: ") and message in err, err

@@ -93,8 +93,9 @@ def lens(
     thought: Annotated[bool, typer.Option("--thought", help="Read the thought positions too.")] = False,
     instruction: Annotated[str, typer.Option(help="Instruction joined before each query.")] = "",
     generate: Annotated[
-        bool, typer.Option("--generate/--no-generate", help="Decode the embedding by generation.")
-    ] = True,
+        bool | None,
+        typer.Option("--generate/--no-generate", help="Decode the embedding by generation (default: on)."),
+    ] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also print the LLM's own answer.")] = False,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
     backend: Annotated[str, typer.Option(help="nnsight or transformer-lens.")] = "nnsight",
@@ -107,6 +108,12 @@ def lens(
     html: Annotated[Path | None, typer.Option(help="Write the layer × position heatmap as HTML.")] = None,
     png: Annotated[Path | None, typer.Option(help="Write the heatmap as a PNG.")] = None,
     grid: Annotated[bool, typer.Option("--grid/--no-grid", help="Print the layer × position grid.")] = True,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote", help="Run the read on NDIF (nnsight remote; needs NDIF_API_KEY and the network)."
+        ),
+    ] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print every reading as JSON.")] = False,
 ) -> None:
@@ -140,10 +147,18 @@ def lens(
     )
     from .cli import _console, _load
 
+    console = _console()
+    batch_mode = file is not None or len(texts) > 3
+    if remote:
+        _check_remote_options(generate, compare, latent, backend)
+        from .lens import remote_logit_lens
+
+        readings = remote_logit_lens(str(checkpoint or model), texts, config)
+        _show(console, readings, as_json, batch_mode, grid, html, png, out)
+        return
+    generate = True if generate is None else generate
     gen = _load(model, checkpoint, untrained)
     readings = logit_lens(gen, texts, config)
-    batch_mode = file is not None or len(texts) > 3
-    console = _console()
     if not (as_json or batch_mode):
         _print_tables(console, readings, grid)
     if latent:
@@ -167,6 +182,41 @@ def lens(
         if not (as_json or batch_mode):
             for reading in readings:
                 _print_answers(console, reading)
+    _show(console, readings, as_json, batch_mode, None, html, png, out)
+
+
+def _check_remote_options(generate: bool | None, compare: bool, latent: bool, backend: str) -> None:
+    """Decoding, the latent lens and TransformerLens all need the backbone here: not with --remote."""
+    asked = [
+        name
+        for name, on in (
+            ("--generate", generate),
+            ("--compare", compare),
+            ("--latent", latent),
+            ("--backend transformer-lens", backend != "nnsight"),
+        )
+        if on
+    ]
+    if asked:
+        raise WorkbenchError(
+            f"{asked[0]} needs the backbone on this machine, and --remote leaves it on NDIF",
+            f"drop {asked[0]} (the remote lens reads tokens only)",
+        )
+
+
+def _show(
+    console: Any,
+    readings: list[Any],
+    as_json: bool,
+    batch_mode: bool,
+    grid: bool | None,
+    html: Path | None,
+    png: Path | None,
+    out: Path | None,
+) -> None:
+    """Heatmap files, rows file, then JSON or the batch summary (``grid`` set: print tables first)."""
+    if grid is not None and not (as_json or batch_mode):
+        _print_tables(console, readings, grid)
     if html is not None or png is not None:
         from .lens_plot import heatmap, write_heatmap
 

@@ -196,8 +196,8 @@ def logit_lens(
 ) -> list[LensReading]:
     """Read the special positions of each query through the output head at the chosen layers.
 
-    ``generate`` also decodes the embedding (greedy generation from the soft prompts, reusing the
-    states just read); ``compare`` adds the frozen LLM's own chat answer to the bare query.
+    ``generate`` also decodes the embedding (greedy generation from the soft prompts);
+    ``compare`` adds the frozen LLM's own chat answer to the bare query.
     """
     from .config import with_instruction
 
@@ -216,32 +216,9 @@ def logit_lens(
     positions = strings if config.thought else strings[gen.config.num_thought :]
     final_p, final_i = read_logits(gen, resid[-1:, :, -gen.config.num_compress :], config.top_k)
 
-    tok = gen.tokenizer
-    vocab: dict[int, str] = {}
-
-    def text_of(i: int) -> str:
-        if i not in vocab:
-            vocab[i] = token_text(tok, i)
-        return vocab[i]
-
-    readings = []
-    for b, query in enumerate(queries):
-        id_rows = ids[:, b].tolist()
-        prob_rows = [[[round(p, 6) for p in pos] for pos in layer] for layer in probs[:, b].tolist()]
-        final_tokens = [[text_of(i) for i in pos] for pos in final_i[0, b].tolist()]
-        readings.append(
-            LensReading(
-                query=query,
-                input_text=texts[b],
-                layers=layers,
-                positions=list(positions),
-                tokens=[[[text_of(i) for i in pos] for pos in layer] for layer in id_rows],
-                ids=id_rows,
-                probs=prob_rows,
-                union=union_tokens(final_tokens, final_p[0, b].tolist()),
-                num_layers=num_layers,
-            )
-        )
+    readings = assemble_readings(
+        gen.tokenizer, queries, texts, layers, positions, (probs, ids), (final_p, final_i), num_layers
+    )
     if generate or compare:
         add_answers(
             gen,
@@ -252,6 +229,82 @@ def logit_lens(
             batch_size=config.batch_size,
         )
     return readings
+
+
+def assemble_readings(
+    tokenizer: Any,
+    queries: list[str],
+    texts: list[str],
+    layers: list[int],
+    positions: list[str],
+    read: tuple[torch.Tensor, torch.Tensor],
+    final: tuple[torch.Tensor, torch.Tensor],
+    num_layers: int,
+) -> list[LensReading]:
+    """Readings from top-k ``(probs, ids)`` ``[layers, B, P, k]`` and the final layer's at the
+    compression positions ``[1, B, C, k]`` (the union is taken over those)."""
+    probs, ids = read
+    final_p, final_i = final
+    vocab: dict[int, str] = {}
+
+    def text_of(i: int) -> str:
+        if i not in vocab:
+            vocab[i] = token_text(tokenizer, i)
+        return vocab[i]
+
+    readings = []
+    for b, query in enumerate(queries):
+        id_rows = ids[:, b].tolist()
+        final_tokens = [[text_of(i) for i in pos] for pos in final_i[0, b].tolist()]
+        readings.append(
+            LensReading(
+                query=query,
+                input_text=texts[b],
+                layers=layers,
+                positions=list(positions),
+                tokens=[[[text_of(i) for i in pos] for pos in layer] for layer in id_rows],
+                ids=id_rows,
+                probs=[[[round(p, 6) for p in pos] for pos in layer] for layer in probs[:, b].tolist()],
+                union=union_tokens(final_tokens, final_p[0, b].tolist()),
+                num_layers=num_layers,
+            )
+        )
+    return readings
+
+
+def remote_logit_lens(
+    model: str, queries: Sequence[str] | str, config: LensConfig | None = None, **connection: Any
+) -> list[LensReading]:
+    """The logit lens on NDIF (nnsight's remote execution), for backbones too large to load here.
+
+    ``model`` is a trained checkpoint (official folder, zoo name or hub id, or a workbench folder)
+    whose base model NDIF serves; needs ``NDIF_API_KEY`` and the network. Decoding stays local, so
+    nothing is generated. ``connection`` goes to :func:`workbench.remote.open_remote`.
+    """
+    from .config import with_instruction
+    from .remote import open_remote
+
+    config = config or LensConfig()
+    queries = check_texts(queries)
+    remote = open_remote(model, **connection)
+    num_layers = remote.backbone.num_layers
+    check_top_k(config.top_k, len(remote.tokenizer))
+    layers = resolve_layers(config.layers, num_layers)
+    texts = with_instruction(queries, config.instruction)
+    wanted = layers if num_layers in layers else [*layers, num_layers]
+    probs, ids = remote.read(
+        texts, wanted, config.top_k, thought=config.thought, batch_size=config.batch_size
+    )
+    last = wanted.index(num_layers)
+    final = (
+        probs[last : last + 1, :, -remote.num_compress :],
+        ids[last : last + 1, :, -remote.num_compress :],
+    )
+    keep = [wanted.index(layer) for layer in layers]
+    positions = remote.token_strings if config.thought else remote.token_strings[remote.num_thought :]
+    return assemble_readings(
+        remote.tokenizer, queries, texts, layers, positions, (probs[keep], ids[keep]), final, num_layers
+    )
 
 
 def add_answers(
