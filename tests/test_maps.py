@@ -26,7 +26,6 @@ from workbench.maps import (
     check_encoders,
     default_items,
     embed_items,
-    looks_like_refusal,
     map_metrics,
     model_identity,
     project,
@@ -35,6 +34,7 @@ from workbench.maps import (
     split_limit,
 )
 from workbench.maps_output import write_map, write_parquet, write_projector
+from workbench.refusals import is_refusal
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "advbench-ir" / "advbench-ir.jsonl").is_file(), reason="no data")
@@ -181,9 +181,9 @@ def test_split_limit() -> None:
 
 
 def test_refusal_detector() -> None:
-    assert all(looks_like_refusal(t) for t in REFUSALS)
-    assert looks_like_refusal("I'm sorry, but I can't assist with that.")
-    assert not looks_like_refusal("Knead the dough for ten minutes, then bake it at 220 °C.")
+    assert all(is_refusal(t) for t in REFUSALS)
+    assert is_refusal("I'm sorry, but I can't assist with that.")
+    assert not is_refusal("Knead the dough for ten minutes, then bake it at 220 °C.")
 
 
 # ------------------------------------------------------------------ layout and determinism

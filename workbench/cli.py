@@ -275,6 +275,10 @@ from .cli_lens_index import lens_index_app  # noqa: E402
 
 app.add_typer(lens_index_app, name="lens-index")
 
+from .cli_eval import eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
+
 from .cli_export import export, zoo_command  # noqa: E402
 
 app.command()(export)

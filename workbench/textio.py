@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from .errors import WorkbenchError
 
@@ -23,27 +24,40 @@ def read_utf8(path: str | Path, what: str = "file") -> str:
         ) from err
 
 
+def read_jsonl(path: str | Path, what: str = "file") -> list[dict[str, Any]]:
+    """The JSON objects of a ``.jsonl`` file, one per non-empty line, with one-line errors."""
+    path = Path(path).expanduser()
+    rows = []
+    for n, line in enumerate(read_utf8(path, what).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise WorkbenchError(
+                f"{path} line {n} is not JSON ({err.msg})", "write one JSON object per line"
+            ) from err
+        if not isinstance(row, dict):
+            raise WorkbenchError(f"{path} line {n} is not a JSON object", "write one JSON object per line")
+        rows.append(row)
+    return rows
+
+
 def read_texts(path: str | Path, field: str = "text") -> list[str]:
     """Non-empty texts from a ``.txt`` file (one per line) or ``.jsonl`` file (``field`` of each row)."""
     path = Path(path).expanduser()
-    content = read_utf8(path)
-    lines = [line for line in content.splitlines() if line.strip()]
     if path.suffix == ".jsonl":
-        texts = []
-        for n, line in enumerate(lines, 1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise WorkbenchError(
-                    f"{path} line {n} is not JSON ({err.msg})", "write one JSON object per line"
-                ) from err
-            value = row.get(field) if isinstance(row, dict) else None
+        lines = []
+        for n, row in enumerate(read_jsonl(path), 1):
+            value = row.get(field)
             if not isinstance(value, str):
                 raise WorkbenchError(
-                    f"{path} line {n} has no string field {field!r}", "choose the field with --field"
+                    f"{path} row {n} has no string field {field!r}", "choose the field with --field"
                 )
-            texts.append(value)
-        lines = [t for t in texts if t.strip()]
+            if value.strip():
+                lines.append(value)
+    else:
+        lines = [line for line in read_utf8(path).splitlines() if line.strip()]
     if not lines:
         raise WorkbenchError(f"{path} holds no text", "put one text per line")
     return lines
