@@ -403,3 +403,41 @@ def test_map_on_smollm2(tmp_path) -> None:
     again = build_map(gen, items, **kw)
     assert caches["cache"].misses == computed and caches["answer_cache"].hits == 3
     assert again.metrics == m.metrics
+
+
+def test_cache_keeps_finished_chunks_when_a_run_stops(tmp_path) -> None:
+    """A run stopped part-way keeps the chunks it finished; the next run computes only the rest."""
+    import torch
+
+    key = {"backbone": "b", "encoder": "e"}
+    texts = [f"text {i}" for i in range(5)]
+    calls: list[list[str]] = []
+
+    def encode(batch: list[str]) -> torch.Tensor:
+        calls.append(batch)
+        return torch.tensor([[float(t.split()[1]), 1.0] for t in batch])
+
+    def stopped_in_second_chunk(batch: list[str]) -> torch.Tensor:
+        if calls:
+            raise KeyboardInterrupt
+        return encode(batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        EmbeddingCache(tmp_path, chunk_size=2).get_or_compute(key, texts, stopped_in_second_chunk)
+    assert calls == [["text 0", "text 1"]]
+    out = EmbeddingCache(tmp_path, chunk_size=10).get_or_compute(key, texts, encode)
+    assert calls[1:] == [["text 2", "text 3", "text 4"]]
+    assert out[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+    answered: list[list[str]] = []
+
+    def answer(batch: list[str]) -> list[str]:
+        if answered:
+            raise KeyboardInterrupt
+        answered.append(batch)
+        return [p.upper() for p in batch]
+
+    with pytest.raises(KeyboardInterrupt):
+        AnswerCache(tmp_path, chunk_size=2).get_or_compute({"kind": "answers"}, texts, answer)
+    cached = AnswerCache(tmp_path).get_or_compute({"kind": "answers"}, texts[:2], answer)
+    assert cached == ["TEXT 0", "TEXT 1"] and answered == [["text 0", "text 1"]]

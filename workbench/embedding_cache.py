@@ -2,8 +2,9 @@
 
 An entry lives in one file per key: the key is a mapping such as ``{"backbone": ..., "checkpoint":
 ..., "instruction": ..., "encoder": ...}`` and rows inside the file are addressed by the sha256 of
-each text. ``get_or_compute`` computes only the texts that are missing, merges them in and
-rewrites the file atomically (temporary file, then ``os.replace``). Nothing is pickled.
+each text. ``get_or_compute`` computes only the texts that are missing, chunk by chunk, merging
+each chunk in and rewriting the file atomically (temporary file, then ``os.replace``), so a long
+run that is stopped keeps what it computed. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -61,10 +62,15 @@ class _KeyedFiles:
 
     suffix = ""
     default_sub = ""
+    default_chunk = 256
 
-    def __init__(self, root: str | Path | None = None, *, enabled: bool = True) -> None:
+    def __init__(
+        self, root: str | Path | None = None, *, enabled: bool = True, chunk_size: int | None = None
+    ) -> None:
         self.root = Path(root).expanduser() if root is not None else cache_dir() / self.default_sub
         self.enabled = enabled
+        self.chunk_size = chunk_size or self.default_chunk
+        """Texts computed between two writes of the cache file."""
         self.hits = 0
         """Texts served from the cache (each position counts)."""
         self.misses = 0
@@ -122,8 +128,11 @@ class EmbeddingCache(_KeyedFiles):
         key_parts: Mapping[str, Any],
         texts: Sequence[str],
         fn: Callable[[list[str]], torch.Tensor],
+        *,
+        _retry: bool = True,
     ) -> torch.Tensor:
-        """Embeddings ``[len(texts), D]`` (float32); ``fn`` is called once, on the missing texts only."""
+        """Embeddings ``[len(texts), D]`` (float32); ``fn`` sees only missing texts, ``chunk_size`` at
+        a time, and each chunk is written before the next is computed."""
         texts = list(texts)
         if not self.enabled:
             self._count(0, len(texts))
@@ -132,25 +141,27 @@ class EmbeddingCache(_KeyedFiles):
         rows = self._read(path)
         missing = list(dict.fromkeys(t for t in texts if text_hash(t) not in rows))
         self._count(len(texts) - sum(text_hash(t) not in rows for t in texts), len(missing))
-        if missing:
-            new = fn(missing).detach().float().cpu()
-            if new.dim() != 2 or len(new) != len(missing):
+        for start in range(0, len(missing), self.chunk_size):
+            part = missing[start : start + self.chunk_size]
+            new = fn(part).detach().float().cpu()
+            if new.dim() != 2 or len(new) != len(part):
                 raise WorkbenchError(
-                    f"the encoder returned shape {list(new.shape)} for {len(missing)} texts",
+                    f"the encoder returned shape {list(new.shape)} for {len(part)} texts",
                     "return one row per text",
                 )
             dim = int(new.shape[1])
-            fresh = {text_hash(t): new[i] for i, t in enumerate(missing)}
-            merged = self._read(path) | rows | fresh  # keep rows another process wrote meanwhile
-            if {int(v.shape[0]) for v in merged.values()} != {dim}:
+            merged = self._read(path) | rows | {text_hash(t): new[i] for i, t in enumerate(part)}
+            rows = {h: v for h, v in merged.items() if int(v.shape[0]) == dim}  # keep another
+            if len(rows) != len(merged):  # process's rows; drop rows of another size
                 log.warning("embedding size changed under %s: recomputing its rows", path.name)
-                stale = list(dict.fromkeys(t for t in texts if text_hash(t) not in fresh))
-                if stale:
-                    redo = fn(stale).detach().float().cpu()
-                    fresh |= {text_hash(t): redo[i] for i, t in enumerate(stale)}
-                merged = fresh
-            self._write(path, merged, key_parts)
-            rows = merged
+            self._write(path, rows, key_parts)
+        if any(text_hash(t) not in rows for t in texts):
+            if not _retry:
+                raise WorkbenchError(
+                    "the encoder returns embeddings of different sizes from call to call",
+                    "use an encoder with a fixed output size",
+                )
+            return self.get_or_compute(key_parts, texts, fn, _retry=False)
         if not texts:
             return torch.empty(0, 0)
         return torch.stack([rows[text_hash(t)] for t in texts]).float()
@@ -161,6 +172,7 @@ class AnswerCache(_KeyedFiles):
 
     suffix = ".json"
     default_sub = "answers"
+    default_chunk = 32
 
     def _read(self, path: Path) -> dict[str, str]:
         if not path.is_file():
@@ -181,7 +193,8 @@ class AnswerCache(_KeyedFiles):
         prompts: Sequence[str],
         fn: Callable[[list[str]], list[str]],
     ) -> list[str]:
-        """One text per prompt; ``fn`` is called once, on the prompts not cached yet."""
+        """One text per prompt; ``fn`` sees only the prompts not cached yet, ``chunk_size`` at a time,
+        and each chunk is written before the next is generated."""
         prompts = list(prompts)
         if not self.enabled:
             self._count(0, len(prompts))
@@ -190,15 +203,16 @@ class AnswerCache(_KeyedFiles):
         rows = self._read(path)
         missing = list(dict.fromkeys(p for p in prompts if text_hash(p) not in rows))
         self._count(len(prompts) - sum(text_hash(p) not in rows for p in prompts), len(missing))
-        if missing:
-            new = list(fn(missing))
-            if len(new) != len(missing):
+        for start in range(0, len(missing), self.chunk_size):
+            part = missing[start : start + self.chunk_size]
+            new = list(fn(part))
+            if len(new) != len(part):
                 raise WorkbenchError(
-                    f"the generator returned {len(new)} texts for {len(missing)} prompts",
+                    f"the generator returned {len(new)} texts for {len(part)} prompts",
                     "return one text per prompt",
                 )
-            rows = self._read(path) | rows | {text_hash(p): t for p, t in zip(missing, new, strict=True)}
+            rows = self._read(path) | rows | {text_hash(p): t for p, t in zip(part, new, strict=True)}
             data = {"format": FORMAT, "key": dict(key_parts), "rows": rows}
             blob = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str)
-            _atomic_write(path, lambda tmp: tmp.write_text(blob + "\n", encoding="utf-8"))
+            _atomic_write(path, lambda tmp, blob=blob: tmp.write_text(blob + "\n", encoding="utf-8"))
         return [rows[text_hash(p)] for p in prompts]
