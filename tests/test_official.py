@@ -266,3 +266,17 @@ def test_copy_base_writes_a_base_transformers_4_reads(tiny_dirs, tmp_path) -> No
         "PreTrainedTokenizerFast"
     )
     assert torch.equal(workbench.load(out).encode(TEXTS), gen.encode(TEXTS))
+
+
+def test_info_reads_an_official_folder(tiny_dirs, tmp_path, capsys) -> None:
+    from conftest import tiny_gen
+
+    from workbench.cli import main
+    from workbench.official import export_official
+
+    out = export_official(tiny_gen(tiny_dirs, "llama", num_thought=2, num_compress=3), tmp_path / "official")
+    assert main(["info", str(out)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["format"] == "official llm2vec-gen"
+    assert data["tokens"]["thought"] == 2 and data["tokens"]["compress"] == 3
+    assert data["tensors"]["special"] == [5, 64]

@@ -242,8 +242,30 @@ def fetch(
 
 
 @app.command()
-def info(checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder.")]) -> None:
+def info(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (workbench or official).")],
+) -> None:
     """Show what a checkpoint folder holds, without loading its backbone."""
+    from .official import is_official, read_official
+
+    if is_official(checkpoint):
+        ck = read_official(checkpoint)
+        shapes = {k: list(v.shape) for k, v in ck.tensors.items()}
+        summary = {
+            "format": "official llm2vec-gen",
+            "base_model": ck.base_model,
+            "tokens": {
+                "thought": len(ck.special_tokens) - ck.num_compress,
+                "compress": ck.num_compress,
+                "strings": ck.special_tokens,
+            },
+            "tensors": shapes,
+            "max_length": ck.max_length,
+            "dtype": ck.dtype,
+            "teacher": ck.teacher,
+        }
+        typer.echo(json.dumps(summary, indent=2))
+        return
     from .checkpoint import read_checkpoint
 
     data = read_checkpoint(checkpoint)
