@@ -117,8 +117,11 @@ def lens(
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print every reading as JSON.")] = False,
 ) -> None:
-    """Decode the compression tokens: top-k tokens per position and layer, their union, and the answer
-    the LLM generates from the embedding."""
+    """Decode the compression tokens: top-k tokens per position and layer, and the decoded answer.
+
+    Prints the final-layer top-k per compression position, a layer × position grid, the union
+    (the paper's view) and what the LLM generates from the embedding; see the README.
+    """
     from .inputs import check_texts
     from .lens import BACKENDS, LensConfig, add_answers, check_top_k, logit_lens, parse_layers
 
