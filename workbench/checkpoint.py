@@ -6,14 +6,13 @@ No pickles: tensors go to safetensors, everything else to JSON. Files are writte
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .backbone import Backbone
 from .config import GenConfig
 from .errors import WorkbenchError
@@ -41,17 +40,6 @@ def is_checkpoint(path: str | Path) -> bool:
     return (Path(path).expanduser() / CONFIG_FILE).is_file()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_checkpoint(model: Any, path: Path, **card: Any) -> Path:
     """Write ``model``'s special rows, heads and configuration into the folder ``path``."""
     from safetensors.torch import save_file
@@ -77,10 +65,10 @@ def save_checkpoint(model: Any, path: Path, **card: Any) -> Path:
         "trained": bool(model.trained),
         "card": card,
     }
-    _atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    _atomic_write(
+    atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    atomic_write(
         path / CONFIG_FILE,
-        lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n"),
+        lambda tmp: tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n"),
     )
     return path
 

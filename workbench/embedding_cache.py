@@ -12,15 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .errors import WorkbenchError
 from .paths import cache_dir
 
@@ -43,18 +42,6 @@ def cache_key(parts: Mapping[str, Any]) -> str:
 def _slug(value: Any) -> str:
     text = re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-.")
     return text[-48:] or "x"
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class _KeyedFiles:
@@ -121,7 +108,7 @@ class EmbeddingCache(_KeyedFiles):
             "hashes": json.dumps(hashes),
             "key": json.dumps(dict(key_parts), sort_keys=True, default=str),
         }
-        _atomic_write(path, lambda tmp: save_file({"vectors": vectors}, str(tmp), metadata=meta))
+        atomic_write(path, lambda tmp: save_file({"vectors": vectors}, str(tmp), metadata=meta))
 
     def get_or_compute(
         self,
@@ -214,5 +201,5 @@ class AnswerCache(_KeyedFiles):
             rows = self._read(path) | rows | {text_hash(p): t for p, t in zip(part, new, strict=True)}
             data = {"format": FORMAT, "key": dict(key_parts), "rows": rows}
             blob = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True, default=str)
-            _atomic_write(path, lambda tmp, blob=blob: tmp.write_text(blob + "\n", encoding="utf-8"))
+            atomic_write(path, lambda tmp, blob=blob: tmp.write_text(blob + "\n", encoding="utf-8"))
         return [rows[text_hash(p)] for p in prompts]

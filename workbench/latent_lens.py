@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .atomic import atomic_write
 from .errors import WorkbenchError
 from .inputs import check_texts, position_ids
 
@@ -190,10 +190,10 @@ class LatentIndex:
             },
             "texts": self.texts,
         }
-        _atomic_write(path / STATES_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-        _atomic_write(
+        atomic_write(path / STATES_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+        atomic_write(
             path / INDEX_FILE,
-            lambda tmp: Path(tmp).write_text(json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8"),
+            lambda tmp: tmp.write_text(json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8"),
         )
         return path
 
@@ -265,17 +265,6 @@ class LatentIndex:
             "hidden_size": int(self.states.shape[1]),
             **self.meta,
         }
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def default_index_path(gen: LLM2VecGen) -> Path:
