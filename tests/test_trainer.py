@@ -219,3 +219,23 @@ def test_bad_responses_file(tmp_path) -> None:
     bad.write_text('{"prompt": "q"}\n')
     with pytest.raises(WorkbenchError, match="lacks string fields"):
         read_pairs(bad)
+
+
+def test_init_from_continues_a_checkpoint(tiny_dirs, responses, tmp_path) -> None:
+    first = train(TrainConfig(**options(tiny_dirs, responses, tmp_path / "a", max_steps=3)), show_progress=False)
+    # zero steps of learning rate: the continued run must start from (and keep) the first run's weights
+    second = train(
+        TrainConfig(**options(tiny_dirs, responses, tmp_path / "b", max_steps=1, init_from=str(first), lr=1e-12)),
+        show_progress=False,
+    )
+    a, b = weights(first), weights(second)
+    for key in ("special", "reconstruction.weight", "alignment.weight"):
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
+    run = json.loads((second / RUN_CONFIG).read_text())
+    assert run["init_from"]["steps"] == 3 and len(run["init_from"]["weights_sha256"]) == 64
+    assert workbench.load(second).trained
+    with pytest.raises(WorkbenchError, match="num_compress"):
+        train(
+            TrainConfig(**options(tiny_dirs, responses, tmp_path / "c", init_from=str(first), num_compress=4)),
+            show_progress=False,
+        )

@@ -45,6 +45,9 @@ def train(
     log_every: Annotated[int | None, typer.Option(help="Steps between log rows (1).")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
+    init_from: Annotated[
+        Path | None, typer.Option(help="Start from this checkpoint's tokens and heads (continued training).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train the special tokens and heads on the frozen LLM's own responses."""

@@ -50,6 +50,8 @@ class TrainConfig:
     dtype: str = "float32"
     limit: int | None = None
     """Use only the first N pairs of the responses file."""
+    init_from: str | None = None
+    """Start from a trained checkpoint folder's special rows and heads instead of the untrained start."""
 
     def validate(self, world_size: int = 1) -> None:
         positive = (
@@ -144,5 +146,6 @@ TRAINING_KEYS = (
     "seed",
     "dtype",
     "limit",
+    "init_from",
 )
 """Options that must not change when a run is resumed (they change the result)."""

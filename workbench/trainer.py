@@ -85,6 +85,33 @@ class Trainer:
         self.config = config
         self.out = Path(config.out).expanduser()
         self.show_progress = show_progress and self.accelerator.is_main_process
+        self._init_meta: dict[str, Any] | None = None
+
+    def _init_from(self, gen: Any) -> None:
+        """Copy a trained checkpoint's special rows and heads into the fresh model (continued training)."""
+        from .checkpoint import check_backbone, read_checkpoint
+        from .fetch import sha256_file
+
+        data = read_checkpoint(self.config.init_from)
+        check_backbone(data, gen.backbone)
+        mine, theirs = gen.config, data.config
+        for name in ("num_thought", "num_compress", "teacher", "teacher_dim"):
+            if getattr(mine, name) != getattr(theirs, name):
+                raise WorkbenchError(
+                    f"--init-from {data.path} has {name}={getattr(theirs, name)}, this run "
+                    f"{getattr(mine, name)}",
+                    f"train with the checkpoint's {name} (and its teacher), or start without --init-from",
+                )
+        gen.load_state_dict(
+            {k: v.to(mine.torch_dtype) for k, v in data.tensors.items() if k != "backbone_probe"}
+        )
+        self._init_meta = {
+            "path": str(data.path),
+            "weights_sha256": sha256_file(data.path / WEIGHTS_FILE),
+            "steps": data.meta.get("card", {}).get("steps"),
+            "responses_sha256": data.meta.get("card", {}).get("responses_sha256"),
+            "train": data.meta.get("card", {}).get("train"),
+        }
 
     # ------------------------------------------------------------------ set-up
     def _check_out(self, resume: bool) -> None:
@@ -141,6 +168,7 @@ class Trainer:
             "backbone": gen.backbone.info.to_dict(),
             "pairs": pairs,
             "responses_sha256": digest,
+            "init_from": self._init_meta,
             "world_size": self.world,
             "micro_batch": self.config.micro_batch(self.world),
             "versions": {
@@ -242,6 +270,8 @@ class Trainer:
             untrained=True,
             seed=cfg.seed,
         )
+        if cfg.init_from:
+            self._init_from(gen)  # on --resume the step checkpoint's weights then replace these
         gen.backbone.model.to(acc.device)
         gen.to(acc.device)
         targets = self._teacher_targets(gen, [p.response for p in pairs], digest)
@@ -342,6 +372,7 @@ class Trainer:
                 responses_sha256=digest,
                 train=cfg.to_dict(),
                 train_seconds=round(elapsed, 1),
+                init_from=self._init_meta,
             )
         acc.wait_for_everyone()
         # Tear the process group down before exit: a gloo group left to the interpreter's exit can
