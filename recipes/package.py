@@ -1,14 +1,16 @@
 """Ship a finished run inside the package: checkpoint, card, training log and loss figure.
 
-Usage: python recipes/package.py RUN_DIR BACKBONE_NAME ["notes for the card"]
-RUN_DIR holds responses.jsonl, train/ (from `workbench train`) and quality.json/.md.
+Usage: python recipes/package.py RUN_DIR BACKBONE_NAME [--train train2] [--earlier-log LOG] [--notes "..."]
+RUN_DIR holds responses.jsonl, the training folder (``--train``, default train/, from `workbench train`)
+and quality.json/.md. ``--earlier-log`` names the training log of an earlier stage that this run
+continued (``--init-from``): the loss figure then shows both stages.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from workbench.card import card_markdown, read_log, training_figure
@@ -19,8 +21,11 @@ from workbench.quality import QualityReport
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(run: Path, name: str, notes: str = "") -> None:
-    train = run / "train"
+def main(
+    run: Path, name: str, notes: str = "", train_dir: str = "train", earlier_log: Path | None = None
+) -> None:
+    logs = [earlier_log] if earlier_log else []
+    train = run / train_dir
     target = packaged_checkpoints_dir() / name
     target.mkdir(parents=True, exist_ok=True)
     for file in (CONFIG_FILE, WEIGHTS_FILE):
@@ -35,7 +40,9 @@ def main(run: Path, name: str, notes: str = "") -> None:
         quality = QualityReport(**json.loads((run / "quality.json").read_text())).markdown()
     run_config = json.loads((train / "run_config.json").read_text())
     rows = read_log(train / "train_log.jsonl")
-    written = training_figure(train / "train_log.jsonl", figures / "loss", f"LLM2Vec-Gen training on {name}")
+    written = training_figure(
+        [*logs, train / "train_log.jsonl"], figures / "loss", f"LLM2Vec-Gen training on {name}"
+    )
     card = card_markdown(run_config, rows, quality, notes)
     card += (
         f"\nTraining curves: `figures/training/{name}/loss.html` (and `.png`); log and run config "
@@ -46,4 +53,11 @@ def main(run: Path, name: str, notes: str = "") -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("name")
+    parser.add_argument("--train", default="train", help="training folder inside RUN_DIR")
+    parser.add_argument("--earlier-log", type=Path, help="training log of the stage this run continued")
+    parser.add_argument("--notes", default="", help="sentence for the card's data line")
+    args = parser.parse_args()
+    main(args.run, args.name, args.notes, args.train, args.earlier_log)

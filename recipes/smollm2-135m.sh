@@ -14,9 +14,14 @@ $R --prompts gsm8k --shuffle-seed 0 --limit 800 --out "$RUN/responses.jsonl"
 $R --prompts "$DATA/nq-open/NQ-open.efficientqa.test.1.1.jsonl" --field question --limit 200 \
    --out "$RUN/heldout.jsonl"
 
-# 2. Train (options in recipes/smollm2-135m.yaml); add --resume to continue an interrupted run.
+# 2. Train in two stages; add --resume to either command to continue an interrupted run.
+#    Stage 1 (recipes/smollm2-135m.yaml): 400 steps on all pairs from the untrained start.
 workbench train --config recipes/smollm2-135m.yaml --responses "$RUN/responses.jsonl" --out "$RUN/train" "$@"
+#    Stage 2 (recipes/smollm2-135m-continue.yaml): 400 more steps from stage 1's weights on the first
+#    600 pairs (NQ-open), with the alignment term scaled up and a higher learning rate.
+workbench train --config recipes/smollm2-135m-continue.yaml --init-from "$RUN/train" \
+   --responses "$RUN/responses.jsonl" --out "$RUN/train2" "$@"
 
 # 3. Held-out quality for the card.
-workbench quality "$RUN/train" --heldout "$RUN/heldout.jsonl" --train-responses "$RUN/responses.jsonl" \
+workbench quality "$RUN/train2" --heldout "$RUN/heldout.jsonl" --train-responses "$RUN/responses.jsonl" \
    --out "$RUN/quality.json" | tee "$RUN/quality.md"

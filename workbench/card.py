@@ -26,12 +26,27 @@ def smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def training_figure(log_path: Path, stem: Path, title: str, window: int = 25) -> list[Path]:
-    """Losses and student-teacher cosines per step, raw and smoothed."""
+def stage_rows(logs: list[Path]) -> tuple[list[dict[str, Any]], list[int]]:
+    """Concatenate the logs of consecutive training stages, numbering steps on from stage to stage.
+
+    Returns the rows and the global step at which each later stage begins.
+    """
+    rows: list[dict[str, Any]] = []
+    starts: list[int] = []
+    for i, log in enumerate(logs):
+        offset = rows[-1]["step"] if rows else 0
+        if i:
+            starts.append(offset)
+        rows += [r | {"step": r["step"] + offset, "stage": i + 1} for r in read_log(log)]
+    return rows, starts
+
+
+def training_figure(log_path: Path | list[Path], stem: Path, title: str, window: int = 25) -> list[Path]:
+    """Losses and student-teacher cosines per step, raw and smoothed (stages marked by a line)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    rows = read_log(log_path)
+    rows, starts = stage_rows(log_path if isinstance(log_path, list) else [log_path])
     steps = [r["step"] for r in rows]
     fig = make_subplots(
         rows=3,
@@ -54,6 +69,10 @@ def training_figure(log_path: Path, stem: Path, title: str, window: int = 25) ->
         )
     for key in ("cos_diag", "cos_offdiag"):
         fig.add_trace(go.Scatter(x=steps, y=smooth([r[key] for r in rows], window), name=key), row=3, col=1)
+    for start in starts:
+        fig.add_vline(x=start + 0.5, line={"dash": "dot", "color": "grey"})
+    if starts:
+        fig.add_annotation(x=starts[0], y=1.0, yref="paper", text="stage 2", showarrow=False, xanchor="left")
     fig.update_layout(title=title, template="plotly_white", height=800)
     fig.update_xaxes(title_text="optimiser step", row=3, col=1)
     return write_figure(fig, stem)
@@ -95,9 +114,22 @@ def card_markdown(
         f"{first['align_loss']:.4f} → {mean['align_loss']:.4f}; cosine with the teacher's embedding of "
         f"the own answer {first['cos_diag']:.3f} → {mean['cos_diag']:.3f} (other answers "
         f"{mean['cos_offdiag']:.3f}); last 50-step means.",
-        f"- Reproduce: `recipes/{backbone['name']}.sh` (options in `recipes/{backbone['name']}.yaml`); "
+        f"- Reproduce: `recipes/{backbone['name']}.sh` (options in `recipes/{backbone['name']}*.yaml`); "
         f"per-step log and run config: `figures/training/{backbone['name']}/`.",
     ]
+    init = run.get("init_from")
+    if init:
+        before = init.get("train") or {}
+        lines.insert(
+            -1,
+            f"- Continued training: this run started from a checkpoint trained for {init.get('steps')} "
+            f"steps (weights sha256 `{str(init.get('weights_sha256'))[:16]}…`; its options: lr "
+            f"{before.get('lr')}, align weight {before.get('align_weight')}, batch "
+            f"{before.get('batch_size')}, {before.get('warmup_steps')} warm-up steps, linear decay over "
+            f"{before.get('schedule_steps')}), so the checkpoint has seen "
+            f"{(init.get('steps') or 0) + last['step']} steps in all; the step counts above are this "
+            "stage's.",
+        )
     if quality:
         lines += ["", "## Quality on held-out prompts", "", quality]
     return "\n".join(lines) + "\n"

