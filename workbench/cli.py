@@ -306,6 +306,10 @@ from .cli_export import export, zoo_command  # noqa: E402
 app.command()(export)
 app.command(name="zoo")(zoo_command)
 
+from .cli_figures import figures_command  # noqa: E402
+
+app.command(name="figures")(figures_command)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user errors print one line to stderr and return 1."""

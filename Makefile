@@ -1,0 +1,12 @@
+# Regenerate the figures and tables in figures/ from the shipped checkpoints (see analyses/README.md).
+# Only entries whose inputs changed since their last run are recomputed; stamps in figures/.stamps.json.
+#   make figures                          # every stale entry except the expensive ones
+#   make figures FIGURES_ARGS=--list      # what is up to date, stale or missing
+#   make figures FIGURES_ARGS="--only table1 --force"
+
+FIGURES_ARGS ?=
+
+.PHONY: figures
+
+figures:
+	workbench figures $(FIGURES_ARGS)
