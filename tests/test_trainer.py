@@ -222,10 +222,14 @@ def test_bad_responses_file(tmp_path) -> None:
 
 
 def test_init_from_continues_a_checkpoint(tiny_dirs, responses, tmp_path) -> None:
-    first = train(TrainConfig(**options(tiny_dirs, responses, tmp_path / "a", max_steps=3)), show_progress=False)
+    first = train(
+        TrainConfig(**options(tiny_dirs, responses, tmp_path / "a", max_steps=3)), show_progress=False
+    )
     # zero steps of learning rate: the continued run must start from (and keep) the first run's weights
     second = train(
-        TrainConfig(**options(tiny_dirs, responses, tmp_path / "b", max_steps=1, init_from=str(first), lr=1e-12)),
+        TrainConfig(
+            **options(tiny_dirs, responses, tmp_path / "b", max_steps=1, init_from=str(first), lr=1e-12)
+        ),
         show_progress=False,
     )
     a, b = weights(first), weights(second)
@@ -236,6 +240,8 @@ def test_init_from_continues_a_checkpoint(tiny_dirs, responses, tmp_path) -> Non
     assert workbench.load(second).trained
     with pytest.raises(WorkbenchError, match="num_compress"):
         train(
-            TrainConfig(**options(tiny_dirs, responses, tmp_path / "c", init_from=str(first), num_compress=4)),
+            TrainConfig(
+                **options(tiny_dirs, responses, tmp_path / "c", init_from=str(first), num_compress=4)
+            ),
             show_progress=False,
         )
