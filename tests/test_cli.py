@@ -141,3 +141,32 @@ def test_help_lists_commands(capsys) -> None:
     assert code == 0
     for command in ("encode", "generate", "answer", "backbones", "fetch", "info"):
         assert command in out
+
+
+def test_encode_instruction_none_means_raw_text(capsys, tiny_dirs, tmp_path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    import workbench
+
+    saved = {}
+    for flag in ("none", "", "Find this:"):
+        path = tmp_path / f"{flag or 'default'}.safetensors"
+        code, _, err = run(
+            capsys,
+            "encode",
+            "Where is Paris?",
+            "-m",
+            str(tiny_dirs["llama"]),
+            "--instruction",
+            flag,
+            "--save",
+            str(path),
+        )
+        assert code == 0, err
+        saved[flag] = load_file(str(path))["queries"]
+    gen = workbench.load(str(tiny_dirs["llama"]))
+    torch.testing.assert_close(saved["none"], gen.encode(["Where is Paris?"], instruction=None))
+    torch.testing.assert_close(saved[""], gen.encode_queries(["Where is Paris?"]))  # the default instruction
+    torch.testing.assert_close(saved["Find this:"], gen.encode(["Where is Paris?"], instruction="Find this:"))
+    assert not torch.allclose(saved["none"], saved[""])

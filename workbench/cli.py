@@ -60,8 +60,12 @@ def encode(
     field: Annotated[str, typer.Option(help="JSONL field holding the document text.")] = "text",
     model: ModelOpt = "smollm2-135m",
     checkpoint: CheckpointOpt = None,
-    instruction: Annotated[str, typer.Option(help="Query instruction.")] = "",
-    document_instruction: Annotated[str, typer.Option(help="Document instruction.")] = "",
+    instruction: Annotated[
+        str, typer.Option(help="Query instruction (default: the retrieval one; 'none' for none).")
+    ] = "",
+    document_instruction: Annotated[
+        str, typer.Option(help="Document instruction (default: the summarise one; 'none' for none).")
+    ] = "",
     top_k: Annotated[int, typer.Option(min=1, help="Documents shown per query.")] = 5,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     save: Annotated[
@@ -78,11 +82,15 @@ def encode(
     check_texts(queries)
     docs = read_texts(documents, field) if documents is not None else None
     gen = _load(model, checkpoint, untrained)
-    q = gen.encode_queries(queries, instruction=instruction or QUERY_INSTRUCTION, batch_size=batch_size)
+
+    def chosen(value: str, default: str) -> str | None:
+        return None if value.lower() == "none" else value or default
+
+    q = gen.encode_queries(queries, instruction=chosen(instruction, QUERY_INSTRUCTION), batch_size=batch_size)
     targets, labels = q, queries
     if docs is not None:
         targets = gen.encode_documents(
-            docs, instruction=document_instruction or DOCUMENT_INSTRUCTION, batch_size=batch_size
+            docs, instruction=chosen(document_instruction, DOCUMENT_INSTRUCTION), batch_size=batch_size
         )
         labels = docs
     if save is not None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("workbench")
+PNG_TIMEOUT_S = float(os.environ.get("WORKBENCH_PNG_TIMEOUT", "180"))
+"""Seconds a PNG export may take: a Chrome that hangs (seen under heavy load) must not stall a run."""
 
 
 def with_suffix(stem: Path, suffix: str) -> Path:
@@ -26,9 +30,25 @@ def write_figure(fig: Any, stem: Path, width: int = 1100, height: int = 700) -> 
     html, png = with_suffix(stem, ".html"), with_suffix(stem, ".png")
     fig.write_html(str(html), include_plotlyjs="cdn")
     written = [html]
-    try:
-        fig.write_image(str(png), width=width, height=height, scale=1)
+    outcome: list[BaseException | None] = []
+
+    def export() -> None:
+        try:
+            fig.write_image(str(png), width=width, height=height, scale=1)
+            outcome.append(None)
+        except Exception as err:  # kaleido needs a Chrome: apt-get install chromium, or plotly_get_chrome
+            outcome.append(err)
+
+    worker = threading.Thread(target=export, daemon=True)
+    worker.start()
+    worker.join(PNG_TIMEOUT_S)
+    if not outcome:
+        log.warning(
+            "PNG not written: export took over %.0f s (set WORKBENCH_PNG_TIMEOUT to wait longer)",
+            PNG_TIMEOUT_S,
+        )
+    elif outcome[0] is not None:
+        log.warning("PNG not written (%s): install chromium for static images", type(outcome[0]).__name__)
+    else:
         written.append(png)
-    except Exception as err:  # kaleido needs a Chrome: apt-get install chromium, or plotly_get_chrome
-        log.warning("PNG not written (%s): install chromium for static images", type(err).__name__)
     return written
