@@ -21,14 +21,24 @@ $R --prompts nq-open --shuffle-seed 0 --limit 100 --out "$RUN/responses.jsonl"
 $R --prompts "$RUN/do-not-answer-malicious.jsonl" --field prompt --shuffle-seed 0 --limit 60 \
    --out "$RUN/responses.jsonl"
 $R --prompts self-instruct --shuffle-seed 0 --limit 40 --out "$RUN/responses.jsonl"
+# Stage 2's extra prompts, which this coder model answers rather than declines (it declines most
+# NQ-open questions with the same one-line refusal, so stage 1 learned to decode little else).
+$R --prompts gsm8k --shuffle-seed 0 --limit 80 --out "$RUN/responses.jsonl"
+$R --prompts self-instruct --shuffle-seed 0 --limit 100 --out "$RUN/responses.jsonl"
 # Held-out prompts for the quality report: NQ-open's EfficientQA test questions (never trained on).
 $R --prompts "$DATA/nq-open/NQ-open.efficientqa.test.1.1.jsonl" --field question --limit 60 \
    --out "$RUN/heldout.jsonl"
+# ... and 60 GSM8K questions (another shuffle; none of them is a training prompt).
+$R --prompts gsm8k --shuffle-seed 3 --limit 60 --out "$RUN/heldout.jsonl"
 
-# 2. Train (options in recipes/qwen2.5-coder-0.5b.yaml); add --resume to continue an interrupted run.
+# 2. Train in two stages; add --resume to either command to continue an interrupted run.
+#    Stage 1 (recipes/qwen2.5-coder-0.5b.yaml): 80 steps on the first 200 pairs.
 workbench train --config recipes/qwen2.5-coder-0.5b.yaml --responses "$RUN/responses.jsonl" \
    --out "$RUN/train" "$@"
+#    Stage 2 (recipes/qwen2.5-coder-0.5b-continue.yaml): from stage 1's weights on all 340 pairs.
+workbench train --config recipes/qwen2.5-coder-0.5b-continue.yaml --init-from "$RUN/train" \
+   --responses "$RUN/responses.jsonl" --out "$RUN/train2" "$@"
 
 # 3. Held-out quality for the card.
-workbench quality "$RUN/train" --heldout "$RUN/heldout.jsonl" --train-responses "$RUN/responses.jsonl" \
+workbench quality "$RUN/train2" --heldout "$RUN/heldout.jsonl" --train-responses "$RUN/responses.jsonl" \
    --out "$RUN/quality.json" | tee "$RUN/quality.md"
