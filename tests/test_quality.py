@@ -74,3 +74,50 @@ def test_report_on_a_tiny_run(tiny_dirs, tmp_path) -> None:
     }
     assert all(0 <= v <= 1 for v in report.reconstruction_f1.values())
     assert "| trained checkpoint |" in report.markdown()
+
+
+def test_quality_command_uses_the_runs_instruction(tiny_dirs, tmp_path, capsys) -> None:
+    from workbench.cli import main
+
+    pairs = [(f"question {i} about topic {i % 3}", f"answer {i} topic {i % 3}") for i in range(8)]
+    train_file, held_file = tmp_path / "r.jsonl", tmp_path / "h.jsonl"
+    train_file.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in pairs))
+    held = [Pair(f"held-out question {i}", f"answer {i}") for i in range(4)]
+    held_file.write_text(
+        "".join(json.dumps({"prompt": p.prompt, "response": p.response}) + "\n" for p in held)
+    )
+    cfg = TrainConfig(
+        model=str(tiny_dirs["llama"]),
+        teacher="self",
+        responses=str(train_file),
+        out=str(tmp_path / "run"),
+        num_thought=1,
+        num_compress=2,
+        max_steps=2,
+        batch_size=4,
+        save_every=2,
+        max_query_length=32,
+        max_response_length=8,
+        query_instruction="Answer this:",
+    )
+    out = train(cfg, show_progress=False)
+    report_file = tmp_path / "q.json"
+    argv = ["quality", str(out), "--heldout", str(held_file), "--train-responses", str(train_file)]
+    assert main([*argv, "--out", str(report_file), "--max-new-tokens", "3"]) == 0
+    written = json.loads(report_file.read_text())
+    gen = workbench.load(out)
+    direct = evaluate(
+        gen,
+        untrained_twin(gen),
+        held,
+        [r for _, r in pairs],
+        max_new_tokens=3,
+        query_instruction="Answer this:",
+    )
+    assert written["alignment_cosine"] == pytest.approx(direct.alignment_cosine, abs=1e-6)
+    # a held-out prompt that was trained on is refused
+    held_file.write_text(
+        json.dumps({"prompt": pairs[0][0], "response": pairs[0][1]}) + "\n" + held_file.read_text()
+    )
+    assert main([*argv]) == 1
+    assert "also occur in the training responses" in capsys.readouterr().err

@@ -34,9 +34,13 @@ def quality(
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    from .checkpoint import read_checkpoint
+
     gen = load(checkpoint)
+    # encode held-out prompts the way the run encoded its training prompts
+    instruction = read_checkpoint(checkpoint).meta.get("card", {}).get("train", {}).get("query_instruction")
     heldout_pairs, _ = read_pairs(heldout, limit)
-    train_pairs, _ = read_pairs(train_responses, 2000)
+    train_pairs, _ = read_pairs(train_responses, None)
     held = {p.prompt for p in heldout_pairs}
     overlap = sum(p.prompt in held for p in train_pairs)
     if overlap:
@@ -52,8 +56,12 @@ def quality(
         heldout_pairs,
         [p.response for p in train_pairs],
         max_new_tokens=max_new_tokens,
+        query_instruction=instruction or None,
         progress=lambda m: typer.echo(f"... {m}", err=True),
     )
     if out is not None:
-        out.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        from .atomic import atomic_write
+
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     typer.echo(report.markdown())
