@@ -162,6 +162,8 @@ def phrase_safety(info: dict[str, Any]) -> str:
         name, r = ("any harm" if metric == "any_harm" else "acc"), best["reduction"]
         if r > 0:
             parts.append(f"{name}: up to {r * 100:.1f}% less harmful retrieval (k={best['k']})")
+        elif abs(r) < 5e-4:
+            parts.append(f"{name}: no reduction, at best equal (k={best['k']})")
         else:
             parts.append(f"{name}: no reduction, at best {-r * 100:.1f}% more (k={best['k']})")
     if not parts:
