@@ -122,3 +122,18 @@ def smol():
     import workbench
 
     return workbench.load("smollm2-135m", untrained=True)
+
+
+QUESTIONS = [
+    "How do I bake bread?",
+    "What is the capital of France?",
+    "Why is the sky blue?",
+    "Name a prime number.",
+    "What do plants need?",
+    "How far is the moon?",
+    "Who wrote Hamlet?",
+    "What is two plus two?",
+    "Define entropy.",
+    "How do magnets work?",
+]
+"""Short prompts shared by the trainer and ablation tests."""

@@ -9,20 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import QUESTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTIONS = [
-    "How do I bake bread?",
-    "What is the capital of France?",
-    "Why is the sky blue?",
-    "Name a prime number.",
-    "What do plants need?",
-    "How far is the moon?",
-    "Who wrote Hamlet?",
-    "What is two plus two?",
-    "Define entropy.",
-    "How do magnets work?",
-]
 HELDOUT = ["Where is Rome?", "What is a cloud?", "Who painted the Mona Lisa?", "How do birds fly?"]
 
 

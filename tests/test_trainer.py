@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import QUESTIONS
 from safetensors.torch import load_file
 
 import workbench
@@ -22,18 +23,6 @@ from workbench.train_config import TrainConfig
 from workbench.trainer import LOG_FILE, RUN_CONFIG, lr_factor, step_dirs, train
 
 BIN = Path(sys.executable).parent
-QUESTIONS = [
-    "How do I bake bread?",
-    "What is the capital of France?",
-    "Why is the sky blue?",
-    "Name a prime number.",
-    "What do plants need?",
-    "How far is the moon?",
-    "Who wrote Hamlet?",
-    "What is two plus two?",
-    "Define entropy.",
-    "How do magnets work?",
-]
 
 
 @pytest.fixture
