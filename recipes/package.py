@@ -1,9 +1,10 @@
 """Ship a finished run inside the package: checkpoint, card, training log and loss figure.
 
-Usage: python recipes/package.py RUN_DIR BACKBONE_NAME [--train train2] [--earlier-log LOG] [--notes "..."]
+Usage: python recipes/package.py RUN_DIR NAME [--train train3] [--earlier-log LOG ...] [--notes "..."]
 RUN_DIR holds responses.jsonl, the training folder (``--train``, default train/, from `workbench train`)
-and quality.json/.md. ``--earlier-log`` names the training log of an earlier stage that this run
-continued (``--init-from``): the loss figure then shows both stages.
+and quality.json/.md. ``--earlier-log`` (repeatable, oldest first) names the training logs of the
+earlier stages this run continued (``--init-from``): the loss figure then shows every stage, and the
+card counts their steps.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(
-    run: Path, name: str, notes: str = "", train_dir: str = "train", earlier_log: Path | None = None
+    run: Path, name: str, notes: str = "", train_dir: str = "train", earlier_logs: list[Path] | None = None
 ) -> None:
-    logs = [earlier_log] if earlier_log else []
+    logs = list(earlier_logs or [])
     train = run / train_dir
     target = packaged_checkpoints_dir() / name
     target.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,8 @@ def main(
     written = training_figure(
         [*logs, train / "train_log.jsonl"], figures / "loss", f"LLM2Vec-Gen training on {name}"
     )
-    card = card_markdown(run_config, rows, quality, notes)
+    earlier = sum(len(read_log(log)) for log in logs) if logs else None
+    card = card_markdown(run_config, rows, quality, notes, earlier_steps=earlier)
     card += (
         f"\nTraining curves: `figures/training/{name}/loss.html` (and `.png`); log and run config "
         f"beside them. Recipe: `recipes/{name}.sh`.\n"
@@ -57,7 +59,9 @@ if __name__ == "__main__":
     parser.add_argument("run", type=Path)
     parser.add_argument("name")
     parser.add_argument("--train", default="train", help="training folder inside RUN_DIR")
-    parser.add_argument("--earlier-log", type=Path, help="training log of the stage this run continued")
+    parser.add_argument(
+        "--earlier-log", type=Path, action="append", help="log of an earlier stage (repeat, oldest first)"
+    )
     parser.add_argument("--notes", default="", help="sentence for the card's data line")
     args = parser.parse_args()
     main(args.run, args.name, args.notes, args.train, args.earlier_log)

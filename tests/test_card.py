@@ -68,3 +68,16 @@ def test_two_stage_figure_and_card(tmp_path) -> None:
     card = card_markdown(run, rows, None)
     assert "Continued training" in card and "50 steps in all" in card and "cdcdcdcd" in card
     assert "Steps: 20 at global batch 8" in card
+
+
+def test_three_stage_figure_and_card_count_every_stage(tmp_path) -> None:
+    logs = [write_log(tmp_path / f"{k}.jsonl", n, 5.0) for k, n in (("a", 30), ("b", 20), ("c", 10))]
+    rows, starts = stage_rows(logs)
+    assert starts == [30, 50] and rows[-1]["step"] == 60
+    training_figure(logs, tmp_path / "loss", "three stages")
+    html = (tmp_path / "loss.html").read_text()
+    assert "stage 2" in html and "stage 3" in html
+    run = json.loads((ROOT / "figures" / "training" / "smollm2-135m" / "run_config.json").read_text())
+    run["init_from"] = {"steps": 20, "weights_sha256": "ef" * 32, "train": {"lr": 0.002}}
+    card = card_markdown(run, stage_rows([logs[2]])[0], None, earlier_steps=50)
+    assert "60 steps in all" in card and "last stage trained 20 steps" in card

@@ -121,3 +121,20 @@ def test_quality_command_uses_the_runs_instruction(tiny_dirs, tmp_path, capsys) 
     )
     assert main([*argv]) == 1
     assert "also occur in the training responses" in capsys.readouterr().err
+
+
+def test_swapped_embedding_loss_is_the_same_when_prompts_are(tiny_dirs) -> None:
+    from conftest import tiny_gen
+
+    from workbench.quality import OTHER_NLL, OWN_NLL, reconstruction_nll
+
+    gen = tiny_gen(tiny_dirs, num_thought=1, num_compress=2)
+    answers = ["first answer", "a second, longer answer", "third"]
+    same = reconstruction_nll(gen, ["one prompt"] * 3, answers, max_tokens=8)
+    assert same[OWN_NLL] == pytest.approx(same[OTHER_NLL], rel=1e-6)
+    with torch.no_grad():  # make the soft prompts depend strongly on the input
+        gen.reconstruction.weight.mul_(50.0)
+    differ = reconstruction_nll(gen, ["one prompt", "another text", "x y z"], answers, max_tokens=8)
+    assert differ[OWN_NLL] != pytest.approx(differ[OTHER_NLL], rel=1e-3)
+    with pytest.raises(ValueError, match="two prompts"):
+        reconstruction_nll(gen, ["one"], ["a"])

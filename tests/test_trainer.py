@@ -234,3 +234,15 @@ def test_init_from_continues_a_checkpoint(tiny_dirs, responses, tmp_path) -> Non
             ),
             show_progress=False,
         )
+
+
+def test_only_whole_responses_end_with_eos(tiny_dirs) -> None:
+    from workbench.backbone import load_backbone
+    from workbench.losses import response_tokens
+
+    tokenizer = load_backbone(str(tiny_dirs["llama"])).tokenizer
+    short, long = "ok", "a much longer answer than the cap allows"
+    rows = response_tokens(tokenizer, [short, long], max_tokens=6, eos_id=99)
+    whole = tokenizer(short, add_special_tokens=False)["input_ids"]
+    assert len(whole) < 6 and rows[0] == [*whole, 99]  # the answer ended: the decoder learns to stop
+    assert len(rows[1]) == 6 and 99 not in rows[1]  # only the cap ended it: no stop taught

@@ -71,17 +71,25 @@ def training_figure(log_path: Path | list[Path], stem: Path, title: str, window:
         fig.add_trace(go.Scatter(x=steps, y=smooth([r[key] for r in rows], window), name=key), row=3, col=1)
     for start in starts:
         fig.add_vline(x=start + 0.5, line={"dash": "dot", "color": "grey"})
-    if starts:
-        fig.add_annotation(x=starts[0], y=1.0, yref="paper", text="stage 2", showarrow=False, xanchor="left")
+    for i, start in enumerate(starts, start=2):
+        fig.add_annotation(x=start, y=1.0, yref="paper", text=f"stage {i}", showarrow=False, xanchor="left")
     fig.update_layout(title=title, template="plotly_white", height=800)
     fig.update_xaxes(title_text="optimiser step", row=3, col=1)
     return write_figure(fig, stem)
 
 
 def card_markdown(
-    run: dict[str, Any], rows: list[dict[str, Any]], quality: str | None, notes: str = ""
+    run: dict[str, Any],
+    rows: list[dict[str, Any]],
+    quality: str | None,
+    notes: str = "",
+    earlier_steps: int | None = None,
 ) -> str:
-    """A model card from the run config, the training log and the quality report."""
+    """A model card from the run config, the training log and the quality report.
+
+    ``earlier_steps``: steps of all earlier stages together (from their logs), for a run continued
+    with ``init_from``; without it only the stage it started from is counted.
+    """
     train, backbone = run["train"], run["backbone"]
     first, last = rows[0], rows[-1]
     tail = rows[-min(50, len(rows)) :]
@@ -120,15 +128,16 @@ def card_markdown(
     init = run.get("init_from")
     if init:
         before = init.get("train") or {}
+        earlier = earlier_steps if earlier_steps is not None else (init.get("steps") or 0)
         lines.insert(
             -1,
-            f"- Continued training: this run started from a checkpoint trained for {init.get('steps')} "
-            f"steps (weights sha256 `{str(init.get('weights_sha256'))[:16]}…`; its options: lr "
+            f"- Continued training: this run started from a checkpoint whose last stage trained "
+            f"{init.get('steps')} steps (weights sha256 `{str(init.get('weights_sha256'))[:16]}…`; "
+            f"its options: lr "
             f"{before.get('lr')}, align weight {before.get('align_weight')}, batch "
             f"{before.get('batch_size')}, {before.get('warmup_steps')} warm-up steps, linear decay over "
             f"{before.get('schedule_steps')}), so the checkpoint has seen "
-            f"{(init.get('steps') or 0) + last['step']} steps in all; the step counts above are this "
-            "stage's.",
+            f"{earlier + last['step']} steps in all; the step counts above are this stage's.",
         )
     if quality:
         lines += ["", "## Quality on held-out prompts", "", quality]

@@ -24,9 +24,10 @@ class ResponseBatch:
 
 
 def response_tokens(tokenizer: Any, responses: list[str], max_tokens: int, eos_id: int) -> list[list[int]]:
-    """Each response's token ids, cut at ``max_tokens``, then the model's real EOS id."""
+    """Each response's token ids and the model's real EOS id; a response cut at ``max_tokens`` gets no
+    EOS, so the decoder is never taught to stop where only the cap, not the answer, ended."""
     ids = tokenizer(responses, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    return [[*list(r[:max_tokens]), eos_id] for r in ids]
+    return [list(r[:max_tokens]) if len(r) > max_tokens else [*r, eos_id] for r in ids]
 
 
 def pad_right(rows: list[list[int]], pad_id: int) -> ResponseBatch:

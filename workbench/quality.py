@@ -15,6 +15,8 @@ from torch.nn import functional as F
 from .config import DOCUMENT_INSTRUCTION
 from .pairs import Pair
 
+OWN_NLL = "its own prompt's soft prompts"
+OTHER_NLL = "another prompt's soft prompts"
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
@@ -55,6 +57,37 @@ def untrained_twin(gen: Any) -> Any:
     return LLM2VecGen(gen.backbone, replace(gen.config))
 
 
+@torch.no_grad()
+def reconstruction_nll(
+    gen: Any,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    *,
+    instruction: str | None = None,
+    max_tokens: int = 64,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """Teacher-forced loss (nats per answer token) of each answer from its own prompt's soft prompts,
+    and from the next prompt's: the gap is how much the decoder reads from the embedding at all."""
+    from .losses import pad_right, reconstruction_loss_sum, response_tokens
+
+    if len(prompts) < 2:
+        raise ValueError("need at least two prompts to swap their embeddings")
+    soft = gen.soft_prompt(gen.compression_states(prompts, instruction=instruction, show_progress=False))
+    swapped = soft.roll(1, dims=0)
+    rows = response_tokens(gen.tokenizer, list(answers), max_tokens, gen.tokenizer.eos_token_id)
+    pad = gen.tokenizer.pad_token_id or 0
+    own = other = 0.0
+    tokens = 0
+    for start in range(0, len(rows), batch_size):
+        target = pad_right(rows[start : start + batch_size], pad)
+        chunk = slice(start, start + batch_size)
+        own += float(reconstruction_loss_sum(gen.traced, soft[chunk], target))
+        other += float(reconstruction_loss_sum(gen.traced, swapped[chunk], target))
+        tokens += target.tokens
+    return {OWN_NLL: own / tokens, OTHER_NLL: other / tokens}
+
+
 def retrieval_scores(queries: torch.Tensor, docs: torch.Tensor) -> dict[str, float]:
     """Recall@1 and MRR of query i retrieving document i by cosine similarity."""
     sims = F.normalize(queries.float(), dim=-1) @ F.normalize(docs.float(), dim=-1).T
@@ -72,6 +105,8 @@ class QualityReport:
     reconstruction_f1: dict[str, float] = field(default_factory=dict)
     alignment_cosine: dict[str, float] = field(default_factory=dict)
     retrieval: dict[str, dict[str, float]] = field(default_factory=dict)
+    reconstruction_nll: dict[str, float] = field(default_factory=dict)
+    nll_tokens: int = 16
     examples: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +132,14 @@ class QualityReport:
             "|---|---|---|",
         ]
         lines += [f"| {k} | {v['recall@1']:.3f} | {v['mrr']:.3f} |" for k, v in self.retrieval.items()]
+        if self.reconstruction_nll:
+            lines += [
+                "",
+                f"| teacher-forced loss of the answer's first {self.nll_tokens} tokens, trained "
+                "checkpoint | nats/token |",
+                "|---|---|",
+            ]
+            lines += [f"| from {k} | {v:.3f} |" for k, v in self.reconstruction_nll.items()]
         return "\n".join(lines)
 
 
@@ -134,6 +177,10 @@ def evaluate(
         {"prompt": p, "llm_answer": a, "decoded": d}
         for p, a, d in zip(prompts[:5], answers[:5], decoded[:5], strict=True)
     ]
+    if len(prompts) > 1:
+        report.reconstruction_nll = reconstruction_nll(
+            trained, prompts, answers, instruction=query_instruction, max_tokens=report.nll_tokens
+        )
 
     say("alignment and retrieval")
     teacher = trained.load_teacher()
