@@ -52,7 +52,7 @@ def test_reconstruction_beats_untrained(setup) -> None:
     prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]
     trained = mean_f1(gen.generate(prompts, max_new_tokens=32), answers)
     untrained = mean_f1(twin.generate(prompts, max_new_tokens=32), answers)
-    assert trained > untrained + 0.04, (trained, untrained)  # card: 0.112 against 0.003
+    assert trained > untrained + 0.1, (trained, untrained)  # card: 0.261 against 0.001
 
 
 def test_reconstruction_beats_the_best_constant_answer(setup) -> None:
@@ -83,8 +83,8 @@ def test_alignment_beats_untrained(setup) -> None:
     embeddings = gen.encode(prompts)
     cos = F.cosine_similarity(embeddings, teacher).mean()
     cos_untrained = F.cosine_similarity(twin.encode(prompts), teacher).mean()
-    # the card reports 0.237 against -0.016 on 200 prompts
-    assert cos > cos_untrained + 0.1, (cos, cos_untrained)
+    # the card reports 0.441 against -0.012 on 200 prompts
+    assert cos > cos_untrained + 0.2, (cos, cos_untrained)
     assert torch.isfinite(embeddings).all()
 
 
@@ -97,5 +97,5 @@ def test_retrieval_of_own_answer_beats_untrained(setup) -> None:
     prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]
     trained = retrieval_scores(gen.encode(prompts), gen.encode(answers, instruction=DOCUMENT_INSTRUCTION))
     untrained = retrieval_scores(twin.encode(prompts), twin.encode(answers, instruction=DOCUMENT_INSTRUCTION))
-    # card, 200 answers: MRR 0.176 against 0.045 (chance); 24 answers make chance about 0.16
-    assert trained["mrr"] > untrained["mrr"] + 0.1, (trained, untrained)
+    # card, 200 answers: MRR 0.841 against 0.045 (chance); 24 answers make chance about 0.16
+    assert trained["mrr"] > untrained["mrr"] + 0.3, (trained, untrained)
