@@ -190,6 +190,8 @@ def test_config_file_then_flags(tmp_path) -> None:
         TrainConfig(batch_size=10, grad_accum=4).validate()
     with pytest.raises(WorkbenchError, match="max_steps must be positive"):
         TrainConfig(max_steps=0).validate()
+    with pytest.raises(WorkbenchError, match=r"past schedule_steps 100.*--schedule-steps to at least 200"):
+        TrainConfig(max_steps=200, schedule_steps=100).validate()
 
 
 def test_schedule_and_data_order() -> None:

@@ -76,6 +76,12 @@ class TrainConfig:
             raise WorkbenchError("warm-up steps and loss weights must not be negative", "use 0 or more")
         if self.recon_weight == 0 and self.align_weight == 0:
             raise WorkbenchError("both loss weights are 0", "give at least one loss a positive weight")
+        if self.max_steps > self.schedule_steps:
+            raise WorkbenchError(
+                f"max_steps {self.max_steps} is past schedule_steps {self.schedule_steps}, where the "
+                "learning rate reaches 0: the extra steps would change nothing",
+                f"set --schedule-steps to at least {self.max_steps} (or lower --max-steps)",
+            )
         shards = self.grad_accum * world_size
         if self.batch_size % shards:
             raise WorkbenchError(
