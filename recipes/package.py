@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from workbench.card import card_markdown, read_log, training_figure
+from workbench.card import card_markdown, read_log, stage_rows, training_figure
 from workbench.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from workbench.paths import packaged_checkpoints_dir
 from workbench.quality import QualityReport
@@ -44,7 +44,7 @@ def main(
     written = training_figure(
         [*logs, train / "train_log.jsonl"], figures / "loss", f"LLM2Vec-Gen training on {name}"
     )
-    earlier = sum(len(read_log(log)) for log in logs) if logs else None
+    earlier = stage_rows(logs)[0][-1]["step"] if logs else None  # steps, not log rows (--log-every)
     card = card_markdown(run_config, rows, quality, notes, earlier_steps=earlier)
     card += (
         f"\nTraining curves: `figures/training/{name}/loss.html` (and `.png`); log and run config "

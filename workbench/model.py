@@ -159,14 +159,19 @@ class LLM2VecGen(nn.Module):
         states = self.compression_states(
             texts, instruction=instruction, batch_size=batch_size, show_progress=show_progress
         )
+        emb = self.embeddings_from_states(states)
+        return nn.functional.normalize(emb, dim=-1) if normalize else emb
+
+    @torch.no_grad()
+    def embeddings_from_states(self, states: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``[B, D]`` (float32 on CPU) of compression states from :meth:`compression_states`."""
         device = self.special.device
-        emb = torch.cat(
+        return torch.cat(
             [
                 self.embed_states(states[i : i + 256].to(device)).float().cpu()
                 for i in range(0, len(states), 256)
             ]
         )
-        return nn.functional.normalize(emb, dim=-1) if normalize else emb
 
     def encode_queries(
         self, texts: Sequence[str] | str, *, instruction: str | None = QUERY_INSTRUCTION, **kwargs: Any

@@ -60,7 +60,7 @@ def untrained_twin(gen: Any) -> Any:
 @torch.no_grad()
 def reconstruction_nll(
     gen: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | torch.Tensor,
     answers: Sequence[str],
     *,
     instruction: str | None = None,
@@ -68,12 +68,20 @@ def reconstruction_nll(
     batch_size: int = 8,
 ) -> dict[str, float]:
     """Teacher-forced loss (nats per answer token) of each answer from its own prompt's soft prompts,
-    and from the next prompt's: the gap is how much the decoder reads from the embedding at all."""
+    and from the next prompt's: the gap is how much the decoder reads from the embedding at all.
+
+    ``prompts`` are texts (encoded with ``instruction``) or their compression states ``[B, C, H]``.
+    """
     from .losses import pad_right, reconstruction_loss_sum, response_tokens
 
     if len(prompts) < 2:
         raise ValueError("need at least two prompts to swap their embeddings")
-    soft = gen.soft_prompt(gen.compression_states(prompts, instruction=instruction, show_progress=False))
+    states = (
+        prompts
+        if isinstance(prompts, torch.Tensor)
+        else gen.compression_states(prompts, instruction=instruction, show_progress=False)
+    )
+    soft = gen.soft_prompt(states.to(gen.special.device))
     swapped = soft.roll(1, dims=0)
     rows = response_tokens(gen.tokenizer, list(answers), max_tokens, gen.tokenizer.eos_token_id)
     pad = gen.tokenizer.pad_token_id or 0
@@ -163,10 +171,11 @@ def evaluate(
     report = QualityReport(heldout=len(heldout), max_new_tokens=max_new_tokens)
 
     say("decoding from embeddings")
-    decoded = trained.generate(prompts, instruction=query_instruction, max_new_tokens=max_new_tokens)
-    decoded_untrained = untrained.generate(
-        prompts, instruction=query_instruction, max_new_tokens=max_new_tokens
-    )
+    # each model encodes the prompts once; decoding, the loss check and the embeddings share it
+    states = trained.compression_states(prompts, instruction=query_instruction)
+    states_untrained = untrained.compression_states(prompts, instruction=query_instruction)
+    decoded = trained.generate(states, max_new_tokens=max_new_tokens)
+    decoded_untrained = untrained.generate(states_untrained, max_new_tokens=max_new_tokens)
     generic = generic_answer(train_responses)
     report.reconstruction_f1 = {
         "trained checkpoint": mean_f1(decoded, answers),
@@ -179,14 +188,14 @@ def evaluate(
     ]
     if len(prompts) > 1:
         report.reconstruction_nll = reconstruction_nll(
-            trained, prompts, answers, instruction=query_instruction, max_tokens=report.nll_tokens
+            trained, states, answers, max_tokens=report.nll_tokens
         )
 
     say("alignment and retrieval")
     teacher = trained.load_teacher()
     teacher_answers = teacher.encode(answers)
-    student = trained.encode(prompts, instruction=query_instruction)
-    student_untrained = untrained.encode(prompts, instruction=query_instruction)
+    student = trained.embeddings_from_states(states)
+    student_untrained = untrained.embeddings_from_states(states_untrained)
     report.alignment_cosine = {
         "trained checkpoint": float(F.cosine_similarity(student, teacher_answers).mean()),
         "untrained tokens": float(F.cosine_similarity(student_untrained, teacher_answers).mean()),
