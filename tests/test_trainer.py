@@ -248,3 +248,33 @@ def test_only_whole_responses_end_with_eos(tiny_dirs) -> None:
     whole = tokenizer(short, add_special_tokens=False)["input_ids"]
     assert len(whole) < 6 and rows[0] == [*whole, 99]  # the answer ended: the decoder learns to stop
     assert len(rows[1]) == 6 and 99 not in rows[1]  # only the cap ended it: no stop taught
+
+
+def test_bf16_mixed_precision_trains_float32_weights(tiny_dirs, responses, tmp_path) -> None:
+    opts = options(tiny_dirs, responses, tmp_path / "fp32", max_steps=6, save_every=6)
+    full = train(TrainConfig(**opts), show_progress=False)
+    mixed = train(
+        TrainConfig(**(opts | {"out": str(tmp_path / "bf16"), "mixed_precision": "bf16"})),
+        show_progress=False,
+    )
+    log32 = [json.loads(line) for line in (full / LOG_FILE).read_text().splitlines()]
+    log16 = [json.loads(line) for line in (mixed / LOG_FILE).read_text().splitlines()]
+    # the same start and data: the first step's losses agree to bfloat16 rounding, and training moves
+    assert log16[0]["recon_loss"] == pytest.approx(log32[0]["recon_loss"], rel=0.02)
+    assert log16[-1]["align_loss"] < log16[0]["align_loss"]
+    w16, w32 = weights(mixed), weights(full)
+    assert all(w16[k].dtype == torch.float32 for k in w16)  # trainable weights are not rounded
+    assert not torch.equal(w16["special"], w32["special"])  # ... but were trained under autocast
+    assert workbench.load(mixed).config.dtype == "float32"  # loads against the float32 backbone
+    assert json.loads((mixed / RUN_CONFIG).read_text())["train"]["mixed_precision"] == "bf16"
+    # an older run's config without the option resumes as "no"
+    run = json.loads((full / RUN_CONFIG).read_text())
+    del run["train"]["mixed_precision"]
+    (full / RUN_CONFIG).write_text(json.dumps(run))
+    train(TrainConfig(**(opts | {"max_steps": 7})), resume=True, show_progress=False)
+    assert json.loads((full / LOG_FILE).read_text().splitlines()[-1])["step"] == 7
+
+
+def test_mixed_precision_errors() -> None:
+    with pytest.raises(WorkbenchError, match=r"unknown mixed precision 'fp16'.*one of no, bf16"):
+        TrainConfig(mixed_precision="fp16").validate()

@@ -115,7 +115,12 @@ def card_markdown(
         f"({last['step'] * train['batch_size']} pairs seen); AdamW lr {train['lr']}, "
         f"{train['warmup_steps']} warm-up steps, linear decay over {train['schedule_steps']}; "
         f"max query {train['max_query_length']} / response {train['max_response_length']} tokens; "
-        f"seed {train['seed']}; {train['dtype']}.",
+        f"seed {train['seed']}; {train['dtype']}"
+        + (
+            f" ({train['mixed_precision']} autocast for the frozen LLM)."
+            if train.get("mixed_precision", "no") != "no"
+            else "."
+        ),
         f"- Time: {hours:.2f} h on {run['hardware']['device']} ({run['hardware']['cpu_threads']} threads, "
         f"{run['hardware']['platform']}), {run['world_size']} process(es).",
         f"- Losses: reconstruction {first['recon_loss']:.3f} → {mean['recon_loss']:.3f}, alignment "

@@ -44,6 +44,10 @@ def train(
     keep_checkpoints: Annotated[int | None, typer.Option(help="Step checkpoints kept (2).")] = None,
     log_every: Annotated[int | None, typer.Option(help="Steps between log rows (1).")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
+    mixed_precision: Annotated[
+        str | None,
+        typer.Option(help="no, or bf16: the frozen LLM in bfloat16 under autocast (fast on BF16 CPUs)."),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
     init_from: Annotated[
         Path | None, typer.Option(help="Start from this checkpoint's tokens and heads (continued training).")

@@ -10,6 +10,8 @@ from typing import Any
 from .errors import WorkbenchError
 from .registry import DEFAULT_BACKBONE, DEFAULT_TEACHER
 
+MIXED_PRECISION = ("no", "bf16")
+
 
 @dataclass
 class TrainConfig:
@@ -48,6 +50,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 1
     dtype: str = "float32"
+    """Backbone and trainable weights' dtype."""
+    mixed_precision: str = "no"
+    """``bf16``: run the frozen LLM's matrix products in bfloat16 under autocast, trainable weights and
+    optimiser state kept in ``dtype`` (about 2x faster on CPUs with AVX-512 BF16, and on recent GPUs)."""
     limit: int | None = None
     """Use only the first N pairs of the responses file."""
     init_from: str | None = None
@@ -81,6 +87,11 @@ class TrainConfig:
                 f"max_steps {self.max_steps} is past schedule_steps {self.schedule_steps}, where the "
                 "learning rate reaches 0: the extra steps would change nothing",
                 f"set --schedule-steps to at least {self.max_steps} (or lower --max-steps)",
+            )
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise WorkbenchError(
+                f"unknown mixed precision {self.mixed_precision!r}",
+                f"use one of {', '.join(MIXED_PRECISION)}",
             )
         shards = self.grad_accum * world_size
         if self.batch_size % shards:
@@ -151,6 +162,7 @@ TRAINING_KEYS = (
     "query_instruction",
     "seed",
     "dtype",
+    "mixed_precision",
     "limit",
     "init_from",
 )

@@ -123,7 +123,9 @@ class Trainer:
             )
         if resume and (self.out / RUN_CONFIG).is_file():
             before = json.loads((self.out / RUN_CONFIG).read_text())["train"]
-            changed = [k for k in TRAINING_KEYS if before.get(k) != self.config.to_dict()[k]]
+            now, default = self.config.to_dict(), TrainConfig().to_dict()
+            # an option added after the run was started counts as its default
+            changed = [k for k in TRAINING_KEYS if before.get(k, default[k]) != now[k]]
             if changed:
                 raise WorkbenchError(
                     f"--resume with changed options {changed} would not continue the same run",
@@ -275,6 +277,14 @@ class Trainer:
         gen.backbone.model.to(acc.device)
         gen.to(acc.device)
         targets = self._teacher_targets(gen, [p.response for p in pairs], digest)
+        if cfg.mixed_precision != "no":
+            # The frozen LLM's weights in half precision, so autocast has nothing to cast each step;
+            # the trainable rows and heads, their gradients and the optimiser state stay in cfg.dtype.
+            gen.backbone.model.to(torch.bfloat16)
+        # autocast here rather than through Accelerator(mixed_precision=...): accelerate's state is
+        # one per process, so a notebook could not train a second run with another setting
+        bf16 = cfg.mixed_precision == "bf16"
+        autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=bf16)
         eos = gen.tokenizer.eos_token_id
         rows = response_tokens(gen.tokenizer, [p.response for p in pairs], cfg.max_response_length, eos)
         prompts = with_instruction([p.prompt for p in pairs], cfg.query_instruction or None)
@@ -307,7 +317,7 @@ class Trainer:
             shards = self._my_shards(idx)
             for a, shard in enumerate(shards):
                 sync = nullcontext() if a == len(shards) - 1 else acc.no_sync(model)
-                with sync:
+                with sync, autocast:
                     out = model([prompts[i] for i in shard])
                     rec = reconstruction_loss_sum(
                         gen.traced,
