@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -121,3 +122,14 @@ def test_save_overwrites_atomically(saved) -> None:
     gen.save(path)
     assert torch.equal(workbench.load(path).special, gen.special)
     assert not [p for p in path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
+    from workbench.atomic import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.json", lambda p: p.write_text("{}"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # readable by others, as open() gives
