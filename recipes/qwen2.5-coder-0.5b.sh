@@ -31,14 +31,26 @@ $R --prompts "$DATA/nq-open/NQ-open.efficientqa.test.1.1.jsonl" --field question
 # ... and 60 GSM8K questions (another shuffle; none of them is a training prompt).
 $R --prompts gsm8k --shuffle-seed 3 --limit 60 --out "$RUN/heldout.jsonl"
 
-# 2. Train in two stages; add --resume to either command to continue an interrupted run.
+# Stage 3's prompts, answered with a 20-token cap (its targets are each answer's first 16 tokens),
+# leaving out the held-out questions above.
+S="workbench respond --model qwen2.5-coder-0.5b --data-dir $DATA --max-new-tokens 20 --batch-size 32 --quiet"
+S="$S --exclude $RUN/heldout.jsonl --out $RUN/responses-short.jsonl"
+$S --prompts gsm8k --shuffle-seed 0 --limit 480
+$S --prompts "$RUN/do-not-answer-malicious.jsonl" --field prompt --shuffle-seed 0 --limit 60
+$S --prompts nq-open --shuffle-seed 0 --limit 400
+$S --prompts self-instruct --shuffle-seed 0 --limit 160
+
+# 2. Train in three stages; add --resume to any of them to continue an interrupted run.
 #    Stage 1 (recipes/qwen2.5-coder-0.5b.yaml): 80 steps on the first 200 pairs.
 workbench train --config recipes/qwen2.5-coder-0.5b.yaml --responses "$RUN/responses.jsonl" \
    --out "$RUN/train" "$@"
 #    Stage 2 (recipes/qwen2.5-coder-0.5b-continue.yaml): from stage 1's weights on all 340 pairs.
 workbench train --config recipes/qwen2.5-coder-0.5b-continue.yaml --init-from "$RUN/train" \
    --responses "$RUN/responses.jsonl" --out "$RUN/train2" "$@"
+#    Stage 3 (recipes/qwen2.5-coder-0.5b-stage3.yaml): from stage 2's weights, on the short answers.
+workbench train --config recipes/qwen2.5-coder-0.5b-stage3.yaml --init-from "$RUN/train2" \
+   --responses "$RUN/responses-short.jsonl" --out "$RUN/train3" "$@"
 
 # 3. Held-out quality for the card.
-workbench quality "$RUN/train2" --heldout "$RUN/heldout.jsonl" --train-responses "$RUN/responses.jsonl" \
+workbench quality "$RUN/train3" --heldout "$RUN/heldout.jsonl" --train-responses "$RUN/responses.jsonl" \
    --out "$RUN/quality.json" | tee "$RUN/quality.md"

@@ -180,3 +180,37 @@ def test_smollm2_answers_nq_open(tmp_path) -> None:
     out = rows(tmp_path / "r.jsonl")
     assert stats.answered == 2 and [r["prompt"] for r in out] == [p.text for p in prompts]
     assert all(r["response"].strip() and r["model"] == "smollm2-135m" and r["sha256"] for r in out)
+
+
+def test_exclude_leaves_out_a_held_out_set(tiny_dirs, tmp_path, capsys) -> None:
+    (tmp_path / "p.txt").write_text("alpha\nBeta  question\ngamma\n")
+    held = tmp_path / "heldout.jsonl"
+    backbone = load_backbone(str(tiny_dirs["qwen2"]))
+    respond(
+        backbone,
+        load_prompts(str(tmp_path / "p.txt"), data=tmp_path, limit=2),
+        held,
+        max_new_tokens=2,
+        show_progress=False,
+    )  # held-out: "alpha", "Beta  question"
+    (tmp_path / "q.txt").write_text("ALPHA\nbeta question\ngamma\ndelta\n")
+    out = tmp_path / "train.jsonl"
+    argv = [
+        "respond",
+        "--model",
+        str(tiny_dirs["qwen2"]),
+        "--prompts",
+        str(tmp_path / "q.txt"),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "2",
+        "--exclude",
+        str(held),
+    ]
+    assert main(argv) == 0
+    assert [r["prompt"] for r in rows(out)] == ["gamma", "delta"]  # case and spacing do not hide a repeat
+    assert "left out 2 prompts" in capsys.readouterr().err
+    assert main([*argv[:-1], str(tmp_path / "missing.jsonl")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--exclude file" in err[0] and "does not exist" in err[0]

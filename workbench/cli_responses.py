@@ -31,6 +31,10 @@ def respond(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     system_prompt: Annotated[str | None, typer.Option(help="Optional system message.")] = None,
     force: Annotated[bool, typer.Option(help="Allow evaluation queries as prompts.")] = False,
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(help="JSONL of prompts to leave out, e.g. a held-out set (repeatable; after --limit)."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Start the cache afresh.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -38,12 +42,16 @@ def respond(
     from transformers.utils import logging as hf_logging
 
     from .backbone import load_backbone
-    from .prompt_sources import load_prompts
+    from .prompt_sources import held_out, load_prompts
     from .responding import respond as run
 
     items = load_prompts(
         prompts, field=field, data=data_dir, limit=limit, shuffle_seed=shuffle_seed, force=force
     )
+    if exclude:
+        items, dropped = held_out(items, exclude)
+        if dropped and not quiet:
+            typer.echo(f"left out {dropped} prompts found in {', '.join(map(str, exclude))}", err=True)
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     stats = run(

@@ -166,3 +166,16 @@ def load_prompts(
     if not prompts:
         raise WorkbenchError(f"{source} gave no prompts", "check the source and --field")
     return prompts
+
+
+def held_out(items: list[Prompt], files: list[Path]) -> tuple[list[Prompt], int]:
+    """``items`` without the prompts of ``files`` (JSONL with a ``prompt`` field, such as a held-out
+    set written by ``workbench respond``), compared case- and space-insensitively; and how many went."""
+    drop: set[str] = set()
+    for path in files:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise WorkbenchError(f"--exclude file {path} does not exist", "check the path")
+        drop.update(_normal(t) for t in _rows(path, "prompt"))
+    kept = [p for p in items if _normal(p.text) not in drop]
+    return kept, len(items) - len(kept)
