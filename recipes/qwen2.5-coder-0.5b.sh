@@ -38,7 +38,7 @@ S="$S --exclude $RUN/heldout.jsonl --out $RUN/responses-short.jsonl"
 $S --prompts gsm8k --shuffle-seed 0 --limit 480
 $S --prompts "$RUN/do-not-answer-malicious.jsonl" --field prompt --shuffle-seed 0 --limit 60
 $S --prompts nq-open --shuffle-seed 0 --limit 400
-$S --prompts self-instruct --shuffle-seed 0 --limit 160
+$S --prompts self-instruct --shuffle-seed 0 --limit 40  # the 42nd is a 6,000-character task
 
 # 2. Train in three stages; add --resume to any of them to continue an interrupted run.
 #    Stage 1 (recipes/qwen2.5-coder-0.5b.yaml): 80 steps on the first 200 pairs.
