@@ -1,4 +1,5 @@
-"""The checkpoint shipped for qwen2.5-coder-0.5b (the backbone that refuses) beats its untrained start."""
+"""The checkpoint shipped for qwen2.5-coder-0.5b (the backbone that refuses) beats its untrained start
+and the best constant answer on held-out GSM8K and NQ questions."""
 
 from __future__ import annotations
 
@@ -12,9 +13,18 @@ import workbench
 from workbench.api import packaged_checkpoint
 from workbench.pairs import Pair
 from workbench.prompt_sources import load_prompts
-from workbench.quality import untrained_twin
+from workbench.quality import (
+    OTHER_NLL,
+    OWN_NLL,
+    generic_answer,
+    mean_f1,
+    reconstruction_nll,
+    token_f1,
+    untrained_twin,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+NQ_TEST = DATA / "nq-open" / "NQ-open.efficientqa.test.1.1.jsonl"
 NAME = "qwen2.5-coder-0.5b"
 
 pytestmark = [
@@ -27,13 +37,22 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def setup():
     gen = workbench.load(NAME)
-    trained_on = {p.text for p in load_prompts("gsm8k", data=DATA, limit=80, shuffle_seed=0)}
+    trained_on = {p.text for p in load_prompts("gsm8k", data=DATA, limit=480, shuffle_seed=0)}
     card_heldout = {p.text for p in load_prompts("gsm8k", data=DATA, limit=60, shuffle_seed=3)}
-    # GSM8K questions neither trained on nor in the card's held-out set
+    # GSM8K questions neither trained on nor in the card's held-out set, and NQ EfficientQA
+    # questions past the card's first 60 (NQ-open's training questions are another file)
     pool = [p.text for p in load_prompts("gsm8k", data=DATA, limit=200, shuffle_seed=5)]
     questions = [q for q in pool if q not in trained_on and q not in card_heldout][:12]
+    questions += [json.loads(line)["question"] for line in NQ_TEST.read_text().splitlines()[1000:1012]]
     answers = gen.answer(questions, max_new_tokens=32, batch_size=12)
     return gen, untrained_twin(gen), [Pair(q, a) for q, a in zip(questions, answers, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def decoded(setup) -> list[str]:
+    """The trained checkpoint's decodings of the held-out prompts (generated once for two tests)."""
+    gen, _, pairs = setup
+    return gen.generate([p.prompt for p in pairs], max_new_tokens=32)
 
 
 def test_it_is_trained_with_a_card(setup) -> None:
@@ -42,14 +61,41 @@ def test_it_is_trained_with_a_card(setup) -> None:
     assert (packaged_checkpoint(NAME) / "README.md").is_file()
 
 
+def test_reconstruction_beats_untrained_and_the_best_constant_answer(setup, decoded) -> None:
+    """Decoding beats the untrained tokens and the one held-out answer that best fits all the others
+    (a constant chosen with hindsight on these very answers; for this model it is the refusal line
+    when enough of the NQ questions are declined)."""
+    _, twin, pairs = setup
+    prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]
+    trained = mean_f1(decoded, answers)
+    untrained = mean_f1(twin.generate(prompts, max_new_tokens=32), answers)
+    best = generic_answer(answers)
+    constant = sum(token_f1(best, a) for a in answers if a is not best) / (len(answers) - 1)
+    # measured on these 24: 0.528 against 0.092 untrained and 0.232 for the constant (card, 120
+    # prompts: 0.431 against 0.087 and 0.219)
+    assert trained > untrained + 0.2 and trained > constant + 0.1, (trained, untrained, constant)
+
+
+def test_decoder_reads_the_embedding(setup) -> None:
+    """Each answer's opening is likelier from its own prompt's soft prompts than from another's."""
+    gen, twin, pairs = setup
+    prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]
+    nll = reconstruction_nll(gen, prompts, answers, max_tokens=16)
+    gap = nll[OTHER_NLL] - nll[OWN_NLL]
+    before = reconstruction_nll(twin, prompts, answers, max_tokens=16)
+    # measured: 1.59 against 1.78 nats/token (untrained: 3.83 against 3.82); card 1.71 against 1.89
+    assert gap > 0.1 and gap > 5 * abs(before[OTHER_NLL] - before[OWN_NLL]), (nll, before)
+
+
 def test_alignment_beats_untrained(setup) -> None:
-    """The embedding points at the LLM's own answer (decoding does not yet: see the card)."""
+    """The embedding points at the LLM's own answer."""
     gen, twin, pairs = setup
     prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]
     teacher = gen.load_teacher().encode(answers)
     cos = F.cosine_similarity(gen.encode(prompts), teacher).mean()
     cos_untrained = F.cosine_similarity(twin.encode(prompts), teacher).mean()
-    assert cos > cos_untrained + 0.1, (cos, cos_untrained)  # card: 0.262 against 0.002 on 120 prompts
+    # measured on these 24: 0.561 against -0.044; card: 0.521 against -0.039 on 120 prompts
+    assert cos > cos_untrained + 0.3, (cos, cos_untrained)
 
 
 def test_harmful_queries_embed_near_the_refusal(setup) -> None:
@@ -67,5 +113,5 @@ def test_harmful_queries_embed_near_the_refusal(setup) -> None:
         return float(to_refusal[0] - to_refusal[1])
 
     trained, untrained = gap(gen), gap(twin)
-    # measured: harmful 0.23-0.44 against GSM8K -0.10-0.20 (gap ~0.3); untrained tokens: no gap
-    assert trained > 0.15 and trained > untrained + 0.15, (trained, untrained)
+    # measured: harmful queries 0.75 nearer the refusal than GSM8K (stage 2: about 0.3); untrained: 0.00
+    assert trained > 0.4 and trained > untrained + 0.3, (trained, untrained)
