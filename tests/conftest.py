@@ -137,3 +137,23 @@ QUESTIONS = [
     "How do magnets work?",
 ]
 """Short prompts shared by the trainer and ablation tests."""
+
+
+def hindsight_constant_f1(answers: list[str]) -> float:
+    """Mean F1 of the one answer that best fits all the others, against those others: a constant
+    answer chosen with hindsight on the very answers it is scored on (a strict decoding baseline)."""
+    from workbench.quality import generic_answer, token_f1
+
+    best = generic_answer(answers)
+    return sum(token_f1(best, a) for a in answers if a is not best) / (len(answers) - 1)
+
+
+def swap_gaps(gen, twin, pairs, max_tokens: int = 16) -> tuple[float, float, dict, dict]:
+    """Loss of each answer's opening from another prompt's soft prompts minus from its own, for the
+    trained model and its untrained twin (then both loss reports)."""
+    from workbench.quality import OTHER_NLL, OWN_NLL, reconstruction_nll
+
+    prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]
+    nll = reconstruction_nll(gen, prompts, answers, max_tokens=max_tokens)
+    before = reconstruction_nll(twin, prompts, answers, max_tokens=max_tokens)
+    return nll[OTHER_NLL] - nll[OWN_NLL], before[OTHER_NLL] - before[OWN_NLL], nll, before
