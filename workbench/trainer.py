@@ -277,13 +277,13 @@ class Trainer:
         gen.backbone.model.to(acc.device)
         gen.to(acc.device)
         targets = self._teacher_targets(gen, [p.response for p in pairs], digest)
-        if cfg.mixed_precision != "no":
+        bf16 = cfg.mixed_precision == "bf16"
+        if bf16:
             # The frozen LLM's weights in half precision, so autocast has nothing to cast each step;
             # the trainable rows and heads, their gradients and the optimiser state stay in cfg.dtype.
             gen.backbone.model.to(torch.bfloat16)
         # autocast here rather than through Accelerator(mixed_precision=...): accelerate's state is
         # one per process, so a notebook could not train a second run with another setting
-        bf16 = cfg.mixed_precision == "bf16"
         autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=bf16)
         eos = gen.tokenizer.eos_token_id
         rows = response_tokens(gen.tokenizer, [p.response for p in pairs], cfg.max_response_length, eos)
