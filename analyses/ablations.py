@@ -1,9 +1,9 @@
 """The paper's two ablations on a small budget: thought/compression token counts, and the losses.
 
-Each variant trains LLM2Vec-Gen from the untrained start with ``workbench.trainer.train`` on the
+Each variant trains LLM2Vec-Gen from the untrained start with ``workbench.train.trainer.train`` on the
 same responses file, budget and seed, into ``--work-dir/<variant>/`` (an interrupted invocation
 resumes its runs; a finished run with the same options is reused, not retrained), then is measured
-on held-out prompt/response pairs with ``workbench.quality.evaluate`` (the numbers of ``workbench
+on held-out prompt/response pairs with ``workbench.train.quality.evaluate`` (the numbers of ``workbench
 quality``): reconstruction token F1 of decoding from the embedding against the LLM's own answer,
 cosine between the embedding and the teacher's embedding of that answer, and query -> own-answer
 recall@1 and MRR. Writes ``figures/ablations.{json,md,html,png}`` and prints the table.
@@ -122,7 +122,7 @@ def rel(path: str | Path) -> str:
 
 
 def train_config(args: argparse.Namespace, v: Variant) -> Any:
-    from workbench.train_config import TrainConfig
+    from workbench.train.config import TrainConfig
 
     return TrainConfig(
         model=args.model,
@@ -148,7 +148,7 @@ def train_config(args: argparse.Namespace, v: Variant) -> Any:
 
 def same_run(before: dict[str, Any], cfg: Any) -> list[str]:
     """Options of a recorded run that differ from ``cfg`` (those that change the result, and the steps)."""
-    from workbench.train_config import TRAINING_KEYS
+    from workbench.train.config import TRAINING_KEYS
 
     now = cfg.to_dict()
     return [k for k in (*TRAINING_KEYS, "max_steps") if before.get(k) != now[k]]
@@ -156,8 +156,8 @@ def same_run(before: dict[str, Any], cfg: Any) -> list[str]:
 
 def finished(out: Path, cfg: Any, digest: str) -> bool:
     """Whether ``out`` holds this variant's completed run (final checkpoint of the same options and pairs)."""
-    from workbench.errors import WorkbenchError
-    from workbench.trainer import CONFIG_FILE, RUN_CONFIG, WEIGHTS_FILE
+    from workbench.core.errors import WorkbenchError
+    from workbench.train.trainer import CONFIG_FILE, RUN_CONFIG, WEIGHTS_FILE
 
     recorded = None
     if (out / CONFIG_FILE).is_file() and (out / WEIGHTS_FILE).is_file():
@@ -184,7 +184,7 @@ def finished(out: Path, cfg: Any, digest: str) -> bool:
 
 def seed_teacher_cache(out: Path, siblings: list[Path]) -> None:
     """Copy a sibling run's teacher embeddings (the trainer checks their key and recomputes if it differs)."""
-    from workbench.trainer import TEACHER_CACHE
+    from workbench.train.trainer import TEACHER_CACHE
 
     if (out / TEACHER_CACHE).is_file():
         return
@@ -199,7 +199,7 @@ def seed_teacher_cache(out: Path, siblings: list[Path]) -> None:
 
 def train_variant(cfg: Any, siblings: list[Path], digest: str, quiet: bool) -> str:
     """Train (or resume, or reuse) one variant; returns what happened."""
-    from workbench.trainer import RUN_CONFIG, step_dirs, train
+    from workbench.train.trainer import RUN_CONFIG, step_dirs, train
 
     out = Path(cfg.out)
     if finished(out, cfg, digest):
@@ -209,7 +209,7 @@ def train_variant(cfg: Any, siblings: list[Path], digest: str, quiet: bool) -> s
         before = json.loads((out / RUN_CONFIG).read_text())["train"]
         changed = [k for k in same_run(before, cfg) if k != "max_steps"]
         if changed:
-            from workbench.errors import WorkbenchError
+            from workbench.core.errors import WorkbenchError
 
             raise WorkbenchError(
                 f"{out} holds this variant's run with other options {changed}",
@@ -221,7 +221,7 @@ def train_variant(cfg: Any, siblings: list[Path], digest: str, quiet: bool) -> s
 
 
 def log_summary(out: Path) -> dict[str, Any]:
-    from workbench.trainer import LOG_FILE
+    from workbench.train.trainer import LOG_FILE
 
     rows = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines() if line.strip()]
     tail = rows[-LAST_ROWS:]
@@ -243,9 +243,9 @@ def evaluate_variant(
     out: Path, heldout: list[Any], train_responses: list[str], key: dict[str, Any], say: Any
 ) -> tuple[dict[str, Any], float, bool]:
     """``workbench quality``'s report for one trained run (cached in the run folder under ``key``)."""
-    from workbench.atomic import atomic_write
-    from workbench.fetch import sha256_file
-    from workbench.trainer import WEIGHTS_FILE
+    from workbench.core.fetch import sha256_file
+    from workbench.store.atomic import atomic_write
+    from workbench.train.trainer import WEIGHTS_FILE
 
     key = {**key, "weights_sha256": sha256_file(out / WEIGHTS_FILE)}
     cache = out / QUALITY_FILE
@@ -255,7 +255,7 @@ def evaluate_variant(
             return stored["report"], stored["eval_seconds"], True
 
     import workbench
-    from workbench.quality import evaluate, untrained_twin
+    from workbench.train.quality import evaluate, untrained_twin
 
     began = time.perf_counter()
     gen = workbench.load(out)
@@ -385,8 +385,8 @@ def figure(payload: dict[str, Any]) -> Any:
 
 
 def write_outputs(payload: dict[str, Any], out_dir: Path) -> list[Path]:
-    from workbench.atomic import atomic_write
-    from workbench.figures import write_figure
+    from workbench.report.figures import write_figure
+    from workbench.store.atomic import atomic_write
 
     out_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
@@ -413,9 +413,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     import workbench
-    from workbench.errors import WorkbenchError
-    from workbench.fetch import sha256_file
-    from workbench.pairs import read_pairs
+    from workbench.core.errors import WorkbenchError
+    from workbench.core.fetch import sha256_file
+    from workbench.train.pairs import read_pairs
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -559,7 +559,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from workbench.errors import WorkbenchError
+    from workbench.core.errors import WorkbenchError
 
     try:
         main()

@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     import workbench
-    from workbench.embedding_cache import AnswerCache, EmbeddingCache
-    from workbench.errors import WorkbenchError
-    from workbench.maps import build_map, default_items
-    from workbench.maps_output import metrics_table, write_map, write_parquet, write_projector
+    from workbench.core.errors import WorkbenchError
+    from workbench.eval.maps import build_map, default_items
+    from workbench.report.map_figures import metrics_table, write_map, write_parquet, write_projector
+    from workbench.store.cache import AnswerCache, EmbeddingCache
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()

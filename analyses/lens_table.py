@@ -73,9 +73,9 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     import workbench
-    from workbench.figures import write_figure
-    from workbench.prompt_sources import data_dir
-    from workbench.textio import read_jsonl
+    from workbench.report.figures import write_figure
+    from workbench.store.textio import read_jsonl
+    from workbench.train.prompts import data_dir
 
     hf_logging.set_verbosity_error()
     data = data_dir(args.data_dir)

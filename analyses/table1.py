@@ -51,7 +51,7 @@ PAPER = {
     "reasoning_gain": 0.293,
     "reasoning_gain_0.6b": 0.077,
 }
-WEIGHTS_FILE = "llm2vec_gen_weights.safetensors"  # workbench.checkpoint's names (imported there with torch)
+WEIGHTS_FILE = "llm2vec_gen_weights.safetensors"  # as in workbench.store.checkpoint (which imports torch)
 CONFIG_FILE = "llm2vec_gen_config.json"
 FIGURE_NAMES = ("any-harm", "acc", "by-refusal", "ndcg10")  # the charts of workbench eval safety|reasoning
 
@@ -242,7 +242,7 @@ def run_eval(kind: str, backbone: str, args: argparse.Namespace) -> Path:
 
 def publish(tmp: Path, kind: str, backbone: str, eval_dir: Path, limit: int | None) -> Path:
     """Move a fresh report to ``<kind>-<backbone>.*`` (the committed layout: no samples, relative paths)."""
-    from workbench.atomic import atomic_write
+    from workbench.store.atomic import atomic_write
 
     (src,) = sorted(tmp.glob(f"{kind}-*Z.json"))
     old, new = src.stem, f"{kind}-{backbone}"
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "markdown": md,
     }
-    from workbench.figures import with_suffix, write_figure
+    from workbench.report.figures import with_suffix, write_figure
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with_suffix(args.out, ".json").write_text(json.dumps(payload, indent=1, default=str) + "\n")

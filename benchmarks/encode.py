@@ -216,7 +216,8 @@ t0 = time.perf_counter()
 import torch, transformers, nnsight
 from transformers import AutoModelForCausalLM, AutoTokenizer
 import workbench
-from workbench import api, backbone, model
+from workbench.core import backbone, model
+from workbench.store import loading as api
 t1 = time.perf_counter()
 obj = workbench.{func}({name!r})
 t2 = time.perf_counter()

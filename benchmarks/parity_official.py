@@ -65,7 +65,7 @@ DIFFERENCES = [
 
 def texts_64() -> list[str]:
     """64 texts: NQ-open and GSM8K questions with the retrieval instruction, example documents."""
-    from workbench.config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION, with_instruction
+    from workbench.core.config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION, with_instruction
 
     data = Path(os.environ.get("WORKBENCH_DATA", HERE.parent.parent / "shared" / "data"))
 
@@ -103,7 +103,7 @@ def side_python(venv: Path, setup: bool) -> Path:
 def prepare(work: Path) -> tuple[Path, int]:
     """The shipped checkpoint exported with a transformers-4.56-readable copy of the cached SmolLM2."""
     import workbench
-    from workbench.official import export_official
+    from workbench.store.official import export_official
 
     gen = workbench.load("smollm2-135m")
     ckpt = export_official(gen, work / "official", copy_base=True, overwrite=True)

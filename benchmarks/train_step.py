@@ -160,7 +160,7 @@ class Bench:
     def __init__(self, gen: Any, pairs: list[tuple[str, str]], batch_size: int, response_tokens: int):
         import torch
 
-        from workbench.losses import response_tokens as tokenize_responses
+        from workbench.core.losses import response_tokens as tokenize_responses
 
         self.gen = gen
         self.model = gen.backbone.model
@@ -184,7 +184,7 @@ class Bench:
 
     def nnsight_loss(self, idx: list[int]) -> tuple[Any, Any]:
         """Forward and loss exactly as ``Trainer.run`` computes them (one process, no accumulation)."""
-        from workbench.losses import alignment_loss_sum, pad_right, reconstruction_loss_sum
+        from workbench.core.losses import alignment_loss_sum, pad_right, reconstruction_loss_sum
 
         gen = self.gen
         tokens = sum(len(self.rows[i]) for i in idx)
@@ -200,8 +200,8 @@ class Bench:
         import torch
         from torch.nn import functional as F
 
-        from workbench.inputs import check_texts, position_ids
-        from workbench.losses import pad_right
+        from workbench.core.inputs import check_texts, position_ids
+        from workbench.core.losses import pad_right
 
         gen, model, device = self.gen, self.model, self.device
         tokens = sum(len(self.rows[i]) for i in idx)

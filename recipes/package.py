@@ -14,10 +14,10 @@ import json
 import shutil
 from pathlib import Path
 
-from workbench.card import card_markdown, read_log, stage_rows, training_figure
-from workbench.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from workbench.paths import packaged_checkpoints_dir
-from workbench.quality import QualityReport
+from workbench.core.paths import packaged_checkpoints_dir
+from workbench.report.card import card_markdown, read_log, stage_rows, training_figure
+from workbench.store.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from workbench.train.quality import QualityReport
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -100,16 +100,16 @@ def family(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def tiny_backbone(tiny_dirs: dict[str, Path], family: str):
-    from workbench.backbone import load_backbone
+    from workbench.core.backbone import load_backbone
 
     return load_backbone(str(tiny_dirs[family]))
 
 
 def tiny_gen(tiny_dirs: dict[str, Path], family: str = "llama", **config):
     """An untrained LLM2VecGen on a tiny backbone with a 16-d alignment head."""
-    from workbench.backbone import load_backbone
-    from workbench.config import GenConfig
-    from workbench.model import LLM2VecGen
+    from workbench.core.backbone import load_backbone
+    from workbench.core.config import GenConfig
+    from workbench.core.model import LLM2VecGen
 
     config.setdefault("teacher_dim", 16)
     config.setdefault("max_length", 64)
@@ -142,7 +142,7 @@ QUESTIONS = [
 def hindsight_constant_f1(answers: list[str]) -> float:
     """Mean F1 of the one answer that best fits all the others, against those others: a constant
     answer chosen with hindsight on the very answers it is scored on (a strict decoding baseline)."""
-    from workbench.quality import generic_answer, token_f1
+    from workbench.train.quality import generic_answer, token_f1
 
     best = generic_answer(answers)
     return sum(token_f1(best, a) for a in answers if a is not best) / (len(answers) - 1)
@@ -151,7 +151,7 @@ def hindsight_constant_f1(answers: list[str]) -> float:
 def swap_gaps(gen, twin, pairs, max_tokens: int = 16) -> tuple[float, float, dict, dict]:
     """Loss of each answer's opening from another prompt's soft prompts minus from its own, for the
     trained model and its untrained twin (then both loss reports)."""
-    from workbench.quality import OTHER_NLL, OWN_NLL, reconstruction_nll
+    from workbench.train.quality import OTHER_NLL, OWN_NLL, reconstruction_nll
 
     prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]
     nll = reconstruction_nll(gen, prompts, answers, max_tokens=max_tokens)

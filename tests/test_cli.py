@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from workbench.cli import main
+from workbench.cli.app import main
 
 
 @pytest.fixture

@@ -90,7 +90,7 @@ def invocations(line: str) -> list[tuple[list[str], list[str]]]:
 def cli():
     import typer
 
-    from workbench.cli import app
+    from workbench.cli.app import app
 
     return app, typer.main.get_command(app)
 

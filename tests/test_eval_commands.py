@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.cli import main
-from workbench.errors import WorkbenchError
-from workbench.eval_reasoning import bright_task, gsm8k_task, theoremqa_task
+from workbench.cli.app import main
+from workbench.core.errors import WorkbenchError
+from workbench.eval.reasoning import bright_task, gsm8k_task, theoremqa_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "advbench-ir").is_dir(), reason="../shared/data is not here")
@@ -159,7 +159,7 @@ def test_mteb_adapter_matches_own_retrieval(
 
 
 def test_lite_set_and_instruction_table() -> None:
-    from workbench.eval_mteb import LITE_TASKS, instruction_table, query_instruction
+    from workbench.eval.mteb_tasks import LITE_TASKS, instruction_table, query_instruction
 
     assert {"BIOSSES", "STS17", "ArguAna", "Banking77Classification"} <= set(LITE_TASKS)
     assert len(LITE_TASKS) == 10

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from workbench.errors import WorkbenchError
-from workbench.eval_safety import Passage, chunk_words, load_advbench, read_passage_file, safety_metrics
-from workbench.refusals import is_refusal
-from workbench.retrieval import (
+from workbench.core.errors import WorkbenchError
+from workbench.eval.refusals import is_refusal
+from workbench.eval.retrieval import (
     evaluate_run,
     hit_at_k,
     ndcg_at_k,
@@ -21,6 +20,7 @@ from workbench.retrieval import (
     retrieve,
     scores,
 )
+from workbench.eval.safety import Passage, chunk_words, load_advbench, read_passage_file, safety_metrics
 
 
 def test_ndcg_known_values() -> None:

@@ -7,7 +7,7 @@ import time
 
 import plotly.graph_objects as go
 
-from workbench import figures
+from workbench.report import figures
 
 
 def test_hanging_png_export_times_out(tmp_path, monkeypatch, caplog) -> None:

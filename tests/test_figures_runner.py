@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workbench.cli import main
-from workbench.figures_runner import load_registry
+from workbench.cli.app import main
+from workbench.report.figures_runner import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -201,7 +201,7 @@ def _table1():
 
 def _html_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """No Chrome for kaleido in tests: write the figure's HTML only."""
-    import workbench.figures as figs
+    import workbench.report.figures as figs
 
     def write(fig, stem, **_):
         path = figs.with_suffix(Path(stem), ".html")

@@ -8,9 +8,9 @@ from conftest import make_tokenizer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workbench.backbone import prepare_tokenizer
-from workbench.errors import WorkbenchError
-from workbench.inputs import add_special_tokens, build_encoder_batch, check_texts
+from workbench.core.backbone import prepare_tokenizer
+from workbench.core.errors import WorkbenchError
+from workbench.core.inputs import add_special_tokens, build_encoder_batch, check_texts
 
 TOKENIZER = prepare_tokenizer(make_tokenizer())
 STRINGS = ["<think_1>", "<think_2>", "<compress_1>", "<compress_2>", "<compress_3>"]

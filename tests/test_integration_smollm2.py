@@ -14,8 +14,8 @@ import torch
 from test_inputs import assert_invariants
 
 import workbench
-from workbench.backbone import load_backbone
-from workbench.registry import BACKBONES
+from workbench.core.backbone import load_backbone
+from workbench.core.registry import BACKBONES
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import CORPUS, tiny_gen
 
-from workbench.cli import main
-from workbench.errors import WorkbenchError
-from workbench.latent_lens import (
+from workbench.cli.app import main
+from workbench.core.errors import WorkbenchError
+from workbench.lens.latent import (
     INDEX_FILE,
     STATES_FILE,
     LatentIndex,
@@ -200,7 +200,7 @@ def test_cli_answers_prompts_first(tiny_dirs, tmp_path, monkeypatch, capsys):
         calls.append(list(prompts))
         return [f"An answer about {p.lower()} in a few words." for p in prompts]
 
-    monkeypatch.setattr("workbench.responding.chat_answer", fake_answer)
+    monkeypatch.setattr("workbench.train.responding.chat_answer", fake_answer)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Where is Paris?\nHow do I bake bread?\nWhat is photosynthesis?\n")
     out = tmp_path / "idx"

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import tiny_gen
 
-from workbench.cli import main
-from workbench.errors import WorkbenchError
-from workbench.lens import LensConfig, logit_lens, parse_layers, resolve_layers, union_tokens
+from workbench.cli.app import main
+from workbench.core.errors import WorkbenchError
+from workbench.lens.logit import LensConfig, logit_lens, parse_layers, resolve_layers, union_tokens
 
 TEXTS = ["How do I bake bread at home?", "Paris"]
 
@@ -277,7 +277,7 @@ def test_lens_path_never_imports_heavy_optional_modules(tiny_dirs) -> None:
     import sys
 
     code = (
-        "import sys; from workbench.cli import main; "
+        "import sys; from workbench.cli.app import main; "
         f"rc = main(['lens', 'Paris', '--model', {str(tiny_dirs['llama'])!r}, '--max-new-tokens', '2']); "
         "heavy = [m for m in ('umap', 'mteb', 'pyarrow', 'transformer_lens', 'pandas') if m in sys.modules]; "
         "print('HEAVY', heavy, rc)"
@@ -287,7 +287,7 @@ def test_lens_path_never_imports_heavy_optional_modules(tiny_dirs) -> None:
 
 
 def test_cli_latent_lens_reads_an_index(capsys, tiny_dirs, tmp_path) -> None:
-    from workbench.latent_lens import build_latent_index
+    from workbench.lens.latent import build_latent_index
 
     gen = tiny_gen(tiny_dirs, "llama")
     index_dir = build_latent_index(gen, ["Bread is baked from flour.", "Paris is in France."]).save(
@@ -320,7 +320,7 @@ def test_cli_heatmap_png(capsys, tiny_dirs, tmp_path) -> None:
 
 
 def test_token_labels_make_whitespace_and_control_characters_visible() -> None:
-    from workbench.lens_plot import show_token
+    from workbench.report.lens_plot import show_token
 
     assert [show_token(t) for t in (" bear", " ", "\n", "\x1f", "a\x1cb", "")] == [
         "bear",
@@ -337,10 +337,10 @@ def test_remote_lens_dry_run_equals_the_local_lens(tiny_dirs, tmp_path) -> None:
     from nnsight.modeling.transformers import TransformersModel
 
     import workbench
-    from workbench.backbone import find_architecture
-    from workbench.lens import remote_logit_lens
-    from workbench.official import export_official
-    from workbench.remote import RemoteBackbone
+    from workbench.core.backbone import find_architecture
+    from workbench.lens.logit import remote_logit_lens
+    from workbench.lens.remote import RemoteBackbone
+    from workbench.store.official import export_official
 
     out = export_official(tiny_gen(tiny_dirs, "llama", num_thought=2, num_compress=3), tmp_path / "official")
     lm = TransformersModel(str(tiny_dirs["llama"]), task="text-generation", dispatch=True)

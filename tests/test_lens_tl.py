@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import tiny_gen
 
-from workbench.errors import WorkbenchError
-from workbench.lens import LensConfig, logit_lens
-from workbench.lens_tl import residual_stream_tl, tl_bridge
+from workbench.core.errors import WorkbenchError
+from workbench.lens.logit import LensConfig, logit_lens
+from workbench.lens.tl_backend import residual_stream_tl, tl_bridge
 
 pytest.importorskip("transformer_lens")
 

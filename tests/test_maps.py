@@ -1,4 +1,4 @@
-"""Embedding maps (``workbench.maps``), the embedding/answer caches and ``workbench map``.
+"""Embedding maps (``workbench.eval.maps``), the embedding/answer caches and ``workbench map``.
 
 Fast tests run the tiny random Llama; one integration test runs the real SmolLM2.
 """
@@ -14,10 +14,9 @@ import pytest
 import torch
 from conftest import tiny_gen
 
-from workbench.cli import main
-from workbench.embedding_cache import AnswerCache, EmbeddingCache, cache_key
-from workbench.errors import WorkbenchError
-from workbench.maps import (
+from workbench.cli.app import main
+from workbench.core.errors import WorkbenchError
+from workbench.eval.maps import (
     ENCODERS,
     REFUSALS,
     MapItem,
@@ -33,8 +32,9 @@ from workbench.maps import (
     retrieval_metrics,
     split_limit,
 )
-from workbench.maps_output import write_map, write_parquet, write_projector
-from workbench.refusals import is_refusal
+from workbench.eval.refusals import is_refusal
+from workbench.report.map_figures import write_map, write_parquet, write_projector
+from workbench.store.cache import AnswerCache, EmbeddingCache, cache_key
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "advbench-ir" / "advbench-ir.jsonl").is_file(), reason="no data")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import tiny_gen
 
-from workbench.backbone import find_architecture
-from workbench.errors import WorkbenchError
+from workbench.core.backbone import find_architecture
+from workbench.core.errors import WorkbenchError
 
 TEXTS = ["How do I bake bread?", "Paris", "Prove that the square root of two is irrational, step by step."]
 

@@ -11,9 +11,9 @@ from conftest import tiny_gen
 from safetensors.torch import load_file, save_file
 
 import workbench
-from workbench.cli import main
-from workbench.errors import WorkbenchError
-from workbench.official import (
+from workbench.cli.app import main
+from workbench.core.errors import WorkbenchError
+from workbench.store.official import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     DELTA_KEY,
@@ -25,7 +25,7 @@ from workbench.official import (
     export_official,
     read_official,
 )
-from workbench.zoo import zoo
+from workbench.store.zoo import zoo
 
 TEXTS = ["How do I bake bread?", "The capital of France is Paris.", "Prove that root two is irrational."]
 # What llm2vec-gen 0.1.3 reads (models/modeling_encoder_decoder.py, models/__init__.py):
@@ -271,8 +271,8 @@ def test_copy_base_writes_a_base_transformers_4_reads(tiny_dirs, tmp_path) -> No
 def test_info_reads_an_official_folder(tiny_dirs, tmp_path, capsys) -> None:
     from conftest import tiny_gen
 
-    from workbench.cli import main
-    from workbench.official import export_official
+    from workbench.cli.app import main
+    from workbench.store.official import export_official
 
     out = export_official(tiny_gen(tiny_dirs, "llama", num_thought=2, num_compress=3), tmp_path / "official")
     assert main(["info", str(out)]) == 0

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import workbench
-from workbench.pairs import Pair
-from workbench.quality import evaluate, generic_answer, retrieval_scores, token_f1, untrained_twin
-from workbench.train_config import TrainConfig
-from workbench.trainer import train
+from workbench.train.config import TrainConfig
+from workbench.train.pairs import Pair
+from workbench.train.quality import evaluate, generic_answer, retrieval_scores, token_f1, untrained_twin
+from workbench.train.trainer import train
 
 
 def test_token_f1() -> None:
@@ -77,7 +77,7 @@ def test_report_on_a_tiny_run(tiny_dirs, tmp_path) -> None:
 
 
 def test_quality_command_uses_the_runs_instruction(tiny_dirs, tmp_path, capsys) -> None:
-    from workbench.cli import main
+    from workbench.cli.app import main
 
     pairs = [(f"question {i} about topic {i % 3}", f"answer {i} topic {i % 3}") for i in range(8)]
     train_file, held_file = tmp_path / "r.jsonl", tmp_path / "h.jsonl"
@@ -126,7 +126,7 @@ def test_quality_command_uses_the_runs_instruction(tiny_dirs, tmp_path, capsys) 
 def test_swapped_embedding_loss_is_the_same_when_prompts_are(tiny_dirs) -> None:
     from conftest import tiny_gen
 
-    from workbench.quality import OTHER_NLL, OWN_NLL, reconstruction_nll
+    from workbench.train.quality import OTHER_NLL, OWN_NLL, reconstruction_nll
 
     gen = tiny_gen(tiny_dirs, num_thought=1, num_compress=2)
     answers = ["first answer", "a second, longer answer", "third"]

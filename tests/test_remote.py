@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.errors import WorkbenchError
-from workbench.remote import check_remote, connect, ndif_api_key
+from workbench.core.errors import WorkbenchError
+from workbench.lens.remote import check_remote, connect, ndif_api_key
 
 
 @pytest.fixture
@@ -45,8 +45,8 @@ def test_remote_lens_trace_matches_the_local_lens(tiny_dirs) -> None:
     from conftest import tiny_gen
     from nnsight.modeling.transformers import TransformersModel
 
-    from workbench.backbone import find_architecture
-    from workbench.remote import RemoteBackbone, remote_lens_topk
+    from workbench.core.backbone import find_architecture
+    from workbench.lens.remote import RemoteBackbone, remote_lens_topk
 
     gen = tiny_gen(tiny_dirs, "qwen3", num_thought=1, num_compress=2)
     batch = gen.encoder_batch(["hello world", "bread"])
@@ -69,10 +69,10 @@ def test_open_remote_reads_like_the_local_lens(tiny_dirs, tmp_path) -> None:
     from nnsight.modeling.transformers import TransformersModel
 
     import workbench
-    from workbench.backbone import find_architecture
-    from workbench.lens import LensConfig, logit_lens
-    from workbench.official import export_official
-    from workbench.remote import RemoteBackbone, open_remote
+    from workbench.core.backbone import find_architecture
+    from workbench.lens.logit import LensConfig, logit_lens
+    from workbench.lens.remote import RemoteBackbone, open_remote
+    from workbench.store.official import export_official
 
     gen = tiny_gen(tiny_dirs, "llama", num_thought=2, num_compress=3)
     out = export_official(gen, tmp_path / "official")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from workbench.backbone import load_backbone
-from workbench.cli import main
-from workbench.errors import WorkbenchError
-from workbench.prompt_sources import load_prompts
-from workbench.responding import respond
+from workbench.cli.app import main
+from workbench.core.backbone import load_backbone
+from workbench.core.errors import WorkbenchError
+from workbench.train.prompts import load_prompts
+from workbench.train.responding import respond
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BIN = Path(sys.executable).parent

@@ -11,9 +11,9 @@ from conftest import hindsight_constant_f1, swap_gaps
 from torch.nn import functional as F
 
 import workbench
-from workbench.api import packaged_checkpoint
-from workbench.pairs import Pair
-from workbench.quality import mean_f1, untrained_twin
+from workbench.store.loading import packaged_checkpoint
+from workbench.train.pairs import Pair
+from workbench.train.quality import mean_f1, untrained_twin
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HELDOUT = DATA / "nq-open" / "NQ-open.efficientqa.test.1.1.jsonl"
@@ -86,8 +86,8 @@ def test_alignment_beats_untrained(setup) -> None:
 
 def test_retrieval_of_own_answer_beats_untrained(setup) -> None:
     """Each query's own answer ranks higher among the 24 answers than with the untrained tokens."""
-    from workbench.config import DOCUMENT_INSTRUCTION
-    from workbench.quality import retrieval_scores
+    from workbench.core.config import DOCUMENT_INSTRUCTION
+    from workbench.train.quality import retrieval_scores
 
     gen, twin, pairs = setup
     prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]

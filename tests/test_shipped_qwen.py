@@ -11,10 +11,10 @@ from conftest import hindsight_constant_f1, swap_gaps
 from torch.nn import functional as F
 
 import workbench
-from workbench.api import packaged_checkpoint
-from workbench.pairs import Pair
-from workbench.prompt_sources import load_prompts
-from workbench.quality import mean_f1, untrained_twin
+from workbench.store.loading import packaged_checkpoint
+from workbench.train.pairs import Pair
+from workbench.train.prompts import load_prompts
+from workbench.train.quality import mean_f1, untrained_twin
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NQ_TEST = DATA / "nq-open" / "NQ-open.efficientqa.test.1.1.jsonl"

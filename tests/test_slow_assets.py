@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.backbone import load_backbone
-from workbench.generation import chat_answer
-from workbench.registry import BACKBONES
-from workbench.teacher import load_teacher
+from workbench.core.backbone import load_backbone
+from workbench.core.generation import chat_answer
+from workbench.core.registry import BACKBONES
+from workbench.core.teacher import load_teacher
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.errors import WorkbenchError
-from workbench.teacher import load_teacher, teacher_dim
+from workbench.core.errors import WorkbenchError
+from workbench.core.teacher import load_teacher, teacher_dim
 
 
 def test_minilm_teacher_encodes_offline() -> None:

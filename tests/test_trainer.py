@@ -17,10 +17,10 @@ from conftest import QUESTIONS
 from safetensors.torch import load_file
 
 import workbench
-from workbench.errors import WorkbenchError
-from workbench.pairs import global_batch, read_pairs
-from workbench.train_config import TrainConfig
-from workbench.trainer import LOG_FILE, RUN_CONFIG, lr_factor, step_dirs, train
+from workbench.core.errors import WorkbenchError
+from workbench.train.config import TrainConfig
+from workbench.train.pairs import global_batch, read_pairs
+from workbench.train.trainer import LOG_FILE, RUN_CONFIG, lr_factor, step_dirs, train
 
 BIN = Path(sys.executable).parent
 
@@ -239,8 +239,8 @@ def test_init_from_continues_a_checkpoint(tiny_dirs, responses, tmp_path) -> Non
 
 
 def test_only_whole_responses_end_with_eos(tiny_dirs) -> None:
-    from workbench.backbone import load_backbone
-    from workbench.losses import response_tokens
+    from workbench.core.backbone import load_backbone
+    from workbench.core.losses import response_tokens
 
     tokenizer = load_backbone(str(tiny_dirs["llama"])).tokenizer
     short, long = "ok", "a much longer answer than the cap allows"

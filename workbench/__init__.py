@@ -8,23 +8,31 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .errors import WorkbenchError
+from . import _moved
+from .core.errors import WorkbenchError
+from .core.extensions import provide
+
+# The composition root: core objects call these higher-layer functions without importing them.
+provide("save_checkpoint", "workbench.store.checkpoint", "save_checkpoint")
+provide("lens", "workbench.lens.logit", "lens_with_options")
+
+_moved.install()  # old flat module paths keep working for one release, with a warning
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": ".api",
-    "LLM2VecGen": ".model",
-    "GenConfig": ".config",
-    "load_backbone": ".backbone",
-    "load_teacher": ".teacher",
-    "QUERY_INSTRUCTION": ".config",
-    "DOCUMENT_INSTRUCTION": ".config",
-    "STS_INSTRUCTION": ".config",
-    "logit_lens": ".lens",
-    "LensConfig": ".lens",
-    "BACKBONES": ".registry",
-    "TEACHERS": ".registry",
+    "load": ".store.loading",
+    "LLM2VecGen": ".core.model",
+    "GenConfig": ".core.config",
+    "load_backbone": ".core.backbone",
+    "load_teacher": ".core.teacher",
+    "QUERY_INSTRUCTION": ".core.config",
+    "DOCUMENT_INSTRUCTION": ".core.config",
+    "STS_INSTRUCTION": ".core.config",
+    "logit_lens": ".lens.logit",
+    "LensConfig": ".lens.logit",
+    "BACKBONES": ".core.registry",
+    "TEACHERS": ".core.registry",
 }
 
 __all__ = [  # noqa: RUF022 - grouped by purpose
@@ -45,13 +53,13 @@ __all__ = [  # noqa: RUF022 - grouped by purpose
 ]
 
 if TYPE_CHECKING:
-    from .api import load
-    from .backbone import load_backbone
-    from .config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION, STS_INSTRUCTION, GenConfig
-    from .lens import LensConfig, logit_lens
-    from .model import LLM2VecGen
-    from .registry import BACKBONES, TEACHERS
-    from .teacher import load_teacher
+    from .core.backbone import load_backbone
+    from .core.config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION, STS_INSTRUCTION, GenConfig
+    from .core.model import LLM2VecGen
+    from .core.registry import BACKBONES, TEACHERS
+    from .core.teacher import load_teacher
+    from .lens.logit import LensConfig, logit_lens
+    from .store.loading import load
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,7 @@
+"""The ``workbench`` command line (top layer: nothing in the package imports it)."""
+
+from __future__ import annotations
+
+from .app import app, main
+
+__all__ = ["app", "main"]

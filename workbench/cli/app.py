@@ -1,0 +1,57 @@
+"""The ``workbench`` command line: one Typer app, one module per command group.
+
+Each command parses its options, calls one library function and prints; the same functions are
+what notebooks and ``analyses/`` call.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..core.errors import WorkbenchError
+from .assets import backbones, fetch, info
+from .encode import answer, encode, generate
+from .eval import eval_app
+from .export import export, zoo_command
+from .figures import figures_command
+from .latent_lens import lens_index_app
+from .lens import lens
+from .map import map_command
+from .quality import quality
+from .respond import respond
+from .train import train
+
+app = typer.Typer(
+    name="workbench",
+    help="Train, use and look inside LLM2Vec-Gen embeddings (offline on the registry backbones).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+for command in (encode, generate, answer, backbones, fetch, info, respond, train, quality):
+    app.command()(command)
+app.command(name="map")(map_command)
+app.command()(lens)
+app.add_typer(lens_index_app, name="lens-index")
+app.add_typer(eval_app, name="eval")
+app.command()(export)
+app.command(name="zoo")(zoo_command)
+app.command(name="figures")(figures_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; user errors print one line to stderr and return 1."""
+    try:
+        app(args=argv, prog_name="workbench")
+    except WorkbenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except SystemExit as err:  # typer's own exit: 0, or 2 for usage errors
+        return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

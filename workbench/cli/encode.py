@@ -1,0 +1,161 @@
+"""``workbench encode``, ``generate`` and ``answer``: embed, decode an embedding, ask the LLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import DEFAULT_BACKBONE, CheckpointOpt, ModelOpt, UntrainedOpt, console, load_model
+
+
+def encode(
+    queries: Annotated[list[str], typer.Argument(help="Query texts to embed.")],
+    documents: Annotated[
+        Path | None,
+        typer.Option(
+            "--documents", "-d", help="Documents: a .txt file (one per line) or .jsonl file (see --field)."
+        ),
+    ] = None,
+    field: Annotated[str, typer.Option(help="JSONL field holding the document text.")] = "text",
+    model: ModelOpt = DEFAULT_BACKBONE,
+    checkpoint: CheckpointOpt = None,
+    instruction: Annotated[
+        str, typer.Option(help="Query instruction (default: the retrieval one; 'none' for none).")
+    ] = "",
+    document_instruction: Annotated[
+        str, typer.Option(help="Document instruction (default: the summarise one; 'none' for none).")
+    ] = "",
+    top_k: Annotated[int, typer.Option(min=1, help="Documents shown per query.")] = 5,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    save: Annotated[
+        Path | None, typer.Option(help="Also write the embeddings to this .safetensors file.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    untrained: UntrainedOpt = False,
+) -> None:
+    """Embed queries (and documents) and print cosine similarities, best first."""
+    from ..core.config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION
+    from ..core.inputs import check_texts
+    from ..store.textio import read_texts
+
+    check_texts(queries)
+    docs = read_texts(documents, field) if documents is not None else None
+    gen = load_model(model, checkpoint, untrained)
+
+    def chosen(value: str, default: str) -> str | None:
+        return None if value.lower() == "none" else value or default
+
+    q = gen.encode_queries(queries, instruction=chosen(instruction, QUERY_INSTRUCTION), batch_size=batch_size)
+    targets, labels = q, queries
+    if docs is not None:
+        targets = gen.encode_documents(
+            docs, instruction=chosen(document_instruction, DOCUMENT_INSTRUCTION), batch_size=batch_size
+        )
+        labels = docs
+    if save is not None:
+        from safetensors.torch import save_file
+
+        tensors = {"queries": q.contiguous()} | ({"documents": targets.contiguous()} if docs else {})
+        save_file(tensors, str(save))
+    sims = gen.similarity(q, targets)
+    k = min(top_k, len(labels))
+    results = []
+    for i, query in enumerate(queries):
+        scores, idx = sims[i].topk(k)
+        results.append(
+            {
+                "query": query,
+                "results": [
+                    {"rank": r + 1, "index": int(j), "score": round(float(s), 6), "text": labels[int(j)]}
+                    for r, (s, j) in enumerate(zip(scores, idx, strict=True))
+                ],
+            }
+        )
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "model": gen.backbone.info.name,
+                    "trained": gen.trained,
+                    "dim": int(q.shape[1]),
+                    "queries": results,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    from rich.table import Table
+
+    out = console()
+    for res in results:
+        table = Table(title=f"[bold]{res['query']}[/]", title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("cosine", justify="right")
+        table.add_column("document" if docs is not None else "query", overflow="fold")
+        for row in res["results"]:
+            table.add_row(str(row["rank"]), f"{row['score']:.4f}", row["text"])
+        out.print(table)
+
+
+def generate(
+    queries: Annotated[list[str], typer.Argument(help="Texts whose embedding is decoded.")],
+    model: ModelOpt = DEFAULT_BACKBONE,
+    checkpoint: CheckpointOpt = None,
+    instruction: Annotated[str, typer.Option(help="Instruction prepended before encoding.")] = "",
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
+    compare: Annotated[bool, typer.Option(help="Also print the LLM's own chat answer.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    untrained: UntrainedOpt = False,
+) -> None:
+    """Decode what an embedding holds: the frozen LLM generates from the soft prompts."""
+    from ..core.inputs import check_texts
+
+    check_texts(queries)
+    gen = load_model(model, checkpoint, untrained)
+    decoded = gen.generate(queries, instruction=instruction or None, max_new_tokens=max_new_tokens)
+    answers = gen.answer(queries, max_new_tokens=max_new_tokens) if compare else [None] * len(queries)
+    rows = [
+        {"query": q, "decoded": d} | ({"answer": a} if compare else {})
+        for q, d, a in zip(queries, decoded, answers, strict=True)
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    out = console()
+    for row in rows:
+        out.print(f"[bold]query[/]    {row['query']}")
+        out.print(f"[cyan]decoded[/]  {row['decoded']}")
+        if compare:
+            out.print(f"[green]answer[/]   {row['answer']}")
+        out.print()
+
+
+def answer(
+    prompts: Annotated[list[str], typer.Argument(help="Prompts for the frozen LLM.")],
+    model: ModelOpt = DEFAULT_BACKBONE,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    system_prompt: Annotated[str, typer.Option(help="Optional system message.")] = "",
+) -> None:
+    """The frozen LLM's own chat answer (greedy), for comparison with decoded embeddings."""
+    from transformers.utils import logging as hf_logging
+
+    from ..core.backbone import load_backbone
+    from ..core.generation import chat_answer
+    from ..core.inputs import check_texts
+
+    prompts = check_texts(prompts)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    backbone = load_backbone(model)
+    for prompt, text in zip(
+        prompts,
+        chat_answer(backbone, prompts, max_new_tokens=max_new_tokens, system_prompt=system_prompt or None),
+        strict=True,
+    ):
+        typer.echo(f"{prompt}\n-> {text}\n")
+
+

@@ -1,0 +1,105 @@
+"""``workbench map``: Figure-1-style embedding maps of queries, the LLM's answers and distractors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import DEFAULT_BACKBONE, CheckpointOpt, ModelOpt, UntrainedOpt
+
+
+def map_command(
+    model: ModelOpt = DEFAULT_BACKBONE,
+    checkpoint: CheckpointOpt = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your own items instead of the public sets: .txt (one benign query per line) or .jsonl "
+            "with 'text', 'role' (query|distractor|refusal|compliant), 'harmful' (bool), optional "
+            "'response' and 'source'."
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Public data folder (default $WORKBENCH_DATA or ../shared/data)."),
+    ] = None,
+    n_harmful: Annotated[int, typer.Option(min=0, help="AdvBench-IR harmful queries.")] = 8,
+    n_benign: Annotated[int, typer.Option(min=0, help="Benign queries sharing topic words with them.")] = 8,
+    n_distractors: Annotated[int, typer.Option(min=0, help="Self-instruct example outputs.")] = 8,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most this many queries (split evenly for the public sets).")
+    ] = None,
+    benign_source: Annotated[str, typer.Option(help="nq-open or self-instruct.")] = "nq-open",
+    encoders: Annotated[
+        str, typer.Option(help="Comma-separated: teacher, llm-mean, llm-last, llm2vec-gen.")
+    ] = "teacher,llm-mean,llm-last,llm2vec-gen",
+    fast: Annotated[bool, typer.Option("--fast", help="PCA instead of UMAP.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling and the layout.")] = 0,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Length cap of the LLM's answers.")] = 64,
+    instruction: Annotated[
+        str,
+        typer.Option(help="LLM2Vec-Gen query instruction (default: retrieval's; 'none' for no instruction)."),
+    ] = "",
+    out: Annotated[Path, typer.Option(help="Output stem: writes STEM.html, .png, .json, .parquet.")] = Path(
+        "maps/map"
+    ),
+    export: Annotated[bool, typer.Option(help="Also write parquet and TensorBoard Projector TSVs.")] = True,
+    full_text: Annotated[
+        bool, typer.Option(help="Put the texts in hover labels and exports (else only their source).")
+    ] = True,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Cache folder (default: the workbench cache).")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute answers and embeddings.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    untrained: UntrainedOpt = False,
+) -> None:
+    """Map queries, the LLM's own answers and distractors in several embedding spaces (paper Figure 1)."""
+    from ..core.config import QUERY_INSTRUCTION
+    from ..eval.maps import build_map, check_encoders, default_items, limit_queries, read_items, split_limit
+    from ..report.map_figures import metrics_table, write_map
+    from ..store.cache import AnswerCache, EmbeddingCache
+    from .common import console as _console
+    from .common import load_model
+
+    names = check_encoders(encoders.split(","))
+    if queries is not None:
+        items = limit_queries(read_items(queries), limit)
+    else:
+        if limit is not None:
+            n_harmful, n_benign = split_limit(limit, n_harmful, n_benign)
+        items = default_items(
+            data_dir,
+            n_harmful=n_harmful,
+            n_benign=n_benign,
+            n_distractors=n_distractors,
+            benign_source=benign_source,
+            seed=seed,
+        )
+    console = _console(stderr=True)
+    gen = load_model(model, checkpoint, untrained)
+    emb_cache = EmbeddingCache(cache_dir / "embeddings" if cache_dir else None, enabled=not no_cache)
+    ans_cache = AnswerCache(cache_dir / "answers" if cache_dir else None, enabled=not no_cache)
+    result = build_map(
+        gen,
+        items,
+        encoders=names,
+        method="pca" if fast else "umap",
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        query_instruction="" if instruction.lower() == "none" else instruction or QUERY_INSTRUCTION,
+        cache=emb_cache,
+        answer_cache=ans_cache,
+        batch_size=batch_size,
+        progress=lambda msg: console.print(f"[dim]... {msg}[/]"),
+    )
+    written = write_map(result, out, export=export, full_text=full_text)
+    _console().print(metrics_table(result))
+    typer.echo(
+        f"cache: {ans_cache.hits} answers and {emb_cache.hits} embeddings reused, "
+        f"{ans_cache.misses} answers and {emb_cache.misses} embeddings computed"
+    )
+    for path in written:
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,75 @@
+"""``workbench respond``: the frozen LLM answers training prompts into a resumable JSONL cache.
+
+Sources: ``nq-open``, ``gsm8k``, ``self-instruct`` (read from ``--data-dir``, default
+``$WORKBENCH_DATA`` or ``../shared/data``), a ``.jsonl``/``.json``/``.csv``/``.txt`` file with
+``--field``, or ``hf:<dataset id>[:split]`` when online. AdvBench-IR and TheoremQA queries are
+refused unless ``--force``. Greedy by default; ``--sample`` with ``--temperature``/``--top-p``/
+``--seed``. Interrupt it at any time: the next run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import DEFAULT_BACKBONE
+
+
+def respond(
+    prompts: Annotated[str, typer.Option(help="Prompt source: set name, file, or hf:<id>[:split].")],
+    out: Annotated[Path, typer.Option(help="JSONL cache to append to.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Backbone.")] = DEFAULT_BACKBONE,
+    field: Annotated[str | None, typer.Option(help="Text field of a JSONL/JSON/CSV source.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder of the public data sets.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use the first N prompts.")] = None,
+    shuffle_seed: Annotated[int | None, typer.Option(help="Shuffle before --limit.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample instead of greedy.")] = False,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 1.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    system_prompt: Annotated[str | None, typer.Option(help="Optional system message.")] = None,
+    force: Annotated[bool, typer.Option(help="Allow evaluation queries as prompts.")] = False,
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(help="JSONL of prompts to leave out, e.g. a held-out set (repeatable; after --limit)."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start the cache afresh.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Let the frozen LLM answer prompts (its own responses are the training targets)."""
+    from transformers.utils import logging as hf_logging
+
+    from ..core.backbone import load_backbone
+    from ..train.prompts import held_out, load_prompts
+    from ..train.responding import respond as run
+
+    items = load_prompts(
+        prompts, field=field, data=data_dir, limit=limit, shuffle_seed=shuffle_seed, force=force
+    )
+    if exclude:
+        items, dropped = held_out(items, exclude)
+        if dropped and not quiet:
+            typer.echo(f"left out {dropped} prompts found in {', '.join(map(str, exclude))}", err=True)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    stats = run(
+        load_backbone(model),
+        items,
+        out,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        do_sample=sample,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        system_prompt=system_prompt,
+        overwrite=overwrite,
+        show_progress=not quiet,
+    )
+    typer.echo(
+        f"{out}: {stats.answered} answered now, {stats.done_before} already there, {stats.total} prompts"
+    )

@@ -1,0 +1,199 @@
+"""MTEB 2.x: an adapter implementing mteb's encoder protocol, the paper's instructions, offline tasks.
+
+``MtebEncoder`` wraps one of the workbench encoders (``gen``, ``teacher``, ``llm-mean``,
+``llm-last``) as an mteb ``EncoderProtocol`` with a ``ModelMeta``. For ``gen`` queries get the
+task's instruction from ``workbench/data/mteb_instructions.yaml`` (the paper's per-task table) and
+documents get "Summarize the following passage:"; the baselines embed raw text. The instruction
+used for each task is recorded in ``instructions_used``. ``offline_task`` turns a workbench
+:class:`~workbench.eval.reasoning.RetrievalTask` into an mteb retrieval task with local data, so
+``mteb.evaluate`` runs with no network.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.errors import WorkbenchError
+from .encoders import Encoders
+from .reasoning import RetrievalTask
+
+LITE_TASKS = (
+    "ArguAna",
+    "ClimateFEVERHardNegatives",
+    "AskUbuntuDupQuestions",
+    "ArXivHierarchicalClusteringP2P",
+    "MedrxivClusteringP2P.v2",
+    "SprintDuplicateQuestions",
+    "Banking77Classification",
+    "ImdbClassification",
+    "BIOSSES",  # the official script loses these two to a missing comma ("BIOSSES" "STS17")
+    "STS17",
+)
+"""The paper's lite MTEB(eng, v2) subset."""
+OFFLINE_NAMES = {"theoremqa-theorems": "WorkbenchTheoremQATheorems", "gsm8k": "WorkbenchGSM8K"}
+
+
+@cache
+def instruction_table() -> dict[str, Any]:
+    """The packaged instruction table (``document``, ``default``, ``by_type``, ``tasks``)."""
+    import yaml
+
+    text = resources.files("workbench").joinpath("data/mteb_instructions.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def query_instruction(task_name: str, task_type: str | None = None) -> str:
+    """The instruction for a task's queries: by name, else by mteb task type, else the default."""
+    table = instruction_table()
+    return table["tasks"].get(task_name) or table["by_type"].get(task_type or "") or table["default"]
+
+
+class MtebEncoder:
+    """An mteb 2.x ``EncoderProtocol`` over one workbench encoder (embeddings cached on disk)."""
+
+    def __init__(self, encoders: Encoders, encoder: str = "gen", *, model_name: str | None = None) -> None:
+        from mteb.models.model_meta import ModelMeta, ScoringFunction
+
+        from .encoders import weights_hash
+
+        self.encoders = encoders
+        self.encoder = encoder
+        self.instructions_used: dict[str, dict[str, str | None]] = {}
+        gen = encoders.gen
+        info = gen.backbone.info
+        dim = gen.config.teacher_dim if encoder in ("gen", "teacher") else info.hidden_size
+        if encoder == "teacher":
+            dim = gen.load_teacher().dim
+        slug = str(info.name).replace("/", "-").strip("-.")[-60:]
+        trainable = sum(p.numel() for p in gen.parameters())
+        self.mteb_model_meta = ModelMeta(
+            loader=None,
+            name=model_name or f"llm2vec-gen-workbench/{slug}-{encoder}",
+            revision=weights_hash(gen)[:12] if encoder == "gen" else "frozen",
+            release_date=None,
+            languages=["eng-Latn"],
+            n_parameters=sum(p.numel() for p in gen.backbone.model.parameters())
+            + (trainable if encoder == "gen" else 0),
+            memory_usage_mb=None,
+            max_tokens=gen.config.max_length,
+            embed_dim=dim,
+            license="mit",
+            open_weights=True,
+            public_training_code=None,
+            public_training_data=None,
+            framework=["PyTorch", "Transformers"],
+            similarity_fn_name=ScoringFunction.COSINE,
+            use_instructions=encoder == "gen",
+            training_datasets=None,
+            adapted_from=str(info.name),
+        )
+
+    def encode(
+        self,
+        inputs: Any,
+        *,
+        task_metadata: Any,
+        hf_split: str,
+        hf_subset: str,
+        prompt_type: Any = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Embed every text of the mteb DataLoader, with the task's instruction for ``gen``."""
+        texts = [str(t) for batch in inputs for t in batch["text"]]
+        role = getattr(prompt_type, "value", prompt_type) or "query"
+        instruction = None
+        if self.encoder == "gen":
+            instruction = (
+                instruction_table()["document"]
+                if role == "document"
+                else query_instruction(task_metadata.name, task_metadata.type)
+            )
+        self.instructions_used.setdefault(task_metadata.name, {})[role] = instruction
+        if not texts:
+            return np.zeros((0, int(self.mteb_model_meta.embed_dim or 0)), dtype=np.float32)
+        return self.encoders.embed(self.encoder, texts, instruction).numpy()
+
+    @staticmethod
+    def similarity(embeddings1: Any, embeddings2: Any) -> torch.Tensor:
+        """Cosine similarity matrix."""
+        a = torch.nn.functional.normalize(torch.as_tensor(np.asarray(embeddings1)).float(), dim=-1)
+        b = torch.nn.functional.normalize(torch.as_tensor(np.asarray(embeddings2)).float(), dim=-1)
+        return a @ b.T
+
+    @staticmethod
+    def similarity_pairwise(embeddings1: Any, embeddings2: Any) -> torch.Tensor:
+        """Cosine similarity of matching rows."""
+        a = torch.as_tensor(np.asarray(embeddings1)).float()
+        b = torch.as_tensor(np.asarray(embeddings2)).float()
+        return torch.nn.functional.cosine_similarity(a, b, dim=-1)
+
+
+def offline_task(task: RetrievalTask) -> Any:
+    """An mteb retrieval task (nDCG@10 main score) over a workbench task's local data."""
+    from datasets import Dataset
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    name = OFFLINE_NAMES.get(task.name, f"Workbench{task.name.title().replace('-', '').replace('_', '')}")
+    metadata = TaskMetadata(
+        name=name,
+        description=f"workbench offline retrieval task {task.name} (local files; workbench.eval.reasoning)",
+        reference="https://github.com/embeddings-benchmark/mteb",
+        dataset={"path": f"local/{task.name}", "revision": "local"},
+        type="Retrieval",
+        category="t2t",
+        modalities=["text"],
+        eval_splits=["test"],
+        eval_langs=["eng-Latn"],
+        main_score="ndcg_at_10",
+        date=("2021-01-01", "2021-12-31"),
+        domains=["Academic"],
+        task_subtypes=[],
+        license="mit",
+        annotations_creators="derived",
+        dialect=[],
+        sample_creation="found",
+        bibtex_citation="",
+    )
+
+    def load_data(self: Any, num_proc: int | None = None, **kwargs: Any) -> None:
+        split = RetrievalSplitData(
+            queries=Dataset.from_list([{"id": q, "text": t} for q, t in task.queries.items()]),
+            corpus=Dataset.from_list([{"id": d, "text": t, "title": ""} for d, t in task.corpus.items()]),
+            relevant_docs={q: dict(rel) for q, rel in task.qrels.items()},
+            top_ranked=None,
+        )
+        self.dataset = {"default": {"test": split}}
+        self.data_loaded = True
+
+    cls = type(name, (AbsTaskRetrieval,), {"metadata": metadata, "load_data": load_data})
+    return cls()
+
+
+def resolve_tasks(tasks: list[str] | None, benchmark: str | None, lite: bool) -> list[Any]:
+    """mteb task objects for names, a benchmark, or the lite set (task metadata ships with mteb)."""
+    import mteb
+
+    try:
+        if benchmark:
+            return list(mteb.get_benchmark(benchmark).tasks)
+        if lite:  # the benchmark's own task objects (English subsets, as in MTEB(eng, v2))
+            return [t for t in mteb.get_benchmark("MTEB(eng, v2)").tasks if t.metadata.name in LITE_TASKS]
+        return list(mteb.get_tasks(tasks=list(tasks), languages=["eng"])) if tasks else []
+    except (KeyError, ValueError) as err:
+        raise WorkbenchError(f"mteb does not know {benchmark or tasks} ({err})", "check the names") from err
+
+
+def score_of(result: Any) -> dict[str, float]:
+    """Main score per task of an mteb ``ModelResult`` (first split and subset)."""
+    out = {}
+    for task_result in result.task_results:
+        split = next(iter(task_result.scores.values()))
+        out[task_result.task_name] = float(split[0]["main_score"])
+    return out

@@ -1,0 +1,195 @@
+"""Reasoning-intensive retrieval in the style of BRIGHT: nDCG@10 (plus recall@k and MRR).
+
+Tasks: BRIGHT itself (``xlangai/bright`` on the Hugging Face hub when online, or a local copy with
+``examples/<task>.jsonl`` and ``documents/<task>.jsonl``), and two offline tasks built from
+``../shared/data``: ``theoremqa-theorems`` (query = a TheoremQA question, corpus = the 354 theorem
+descriptions, relevant = its theorem, names matched case-insensitively) and ``gsm8k``
+(question → its own worked solution). Queries get the paper's per-task "generate ..." instruction;
+documents get "Summarize the following passage:" (LLM2Vec-Gen only; the baselines see raw text).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.config import DOCUMENT_INSTRUCTION
+from ..core.errors import WorkbenchError
+from ..store.textio import read_utf8
+from .encoders import Encoders
+from .retrieval import evaluate_run, retrieve
+
+KS = (1, 5, 10, 100)
+BRIGHT_TASKS = (
+    "biology",
+    "earth_science",
+    "economics",
+    "psychology",
+    "robotics",
+    "stackoverflow",
+    "sustainable_living",
+    "leetcode",
+    "pony",
+    "aops",
+    "theoremqa_theorems",
+    "theoremqa_questions",
+)
+_STACKEXCHANGE = "Given a {task} post, generate relevant passages that help answer the post:"
+INSTRUCTIONS: dict[str, str] = {
+    **{t: _STACKEXCHANGE.format(task=t.replace("_", " ")) for t in BRIGHT_TASKS[:7]},
+    "leetcode": "Given a coding problem, generate relevant examples that help answer the problem:",
+    "pony": "Given a question about pony program language, generate relevant passages that help answer "
+    "the question:",
+    "aops": "Given a Math problem, generate relevant examples that help answer the problem:",
+    "theoremqa_questions": "Given a Math problem, generate relevant examples that help answer the problem:",
+    "theoremqa_theorems": "Given a Math problem, generate relevant theorems that help answer the problem:",
+    "theoremqa-theorems": "Given a Math problem, generate relevant theorems that help answer the problem:",
+    "gsm8k": "Given a math word problem, generate a worked solution that answers the problem:",
+}
+OFFLINE_TASKS = ("theoremqa-theorems", "gsm8k")
+
+
+@dataclass
+class RetrievalTask:
+    """Queries, corpus and relevance judgements of one retrieval task."""
+
+    name: str
+    queries: dict[str, str]
+    corpus: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    instruction: str
+    excluded: dict[str, set[str]] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> RetrievalTask:
+        if not self.corpus:
+            raise WorkbenchError(f"task {self.name} has an empty corpus", "check its document file")
+        if not self.queries:
+            raise WorkbenchError(f"task {self.name} has no queries", "check its query file")
+        return self
+
+
+def _json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise WorkbenchError(f"{what} file {path} does not exist", "pass --data-dir (or set $WORKBENCH_DATA)")
+    try:
+        return json.loads(read_utf8(path, what))
+    except json.JSONDecodeError as err:
+        raise WorkbenchError(
+            f"{path} is not JSON ({err.msg}, line {err.lineno})", "use the original file"
+        ) from err
+
+
+def theoremqa_task(root: Path, limit: int | None = None) -> RetrievalTask:
+    """TheoremQA questions → theorem descriptions (BRIGHT's TheoremQA-theorems, built offline)."""
+    theorems = _json(root / "theoremqa" / "all_theorems.json", "TheoremQA theorem")
+    questions = _json(root / "theoremqa" / "theoremqa_test.json", "TheoremQA question")
+    if not isinstance(theorems, dict) or not isinstance(questions, list):
+        raise WorkbenchError(
+            "the TheoremQA files have the wrong shape", "use all_theorems.json and theoremqa_test.json"
+        )
+    by_name = {name.lower().strip(): f"t{i}" for i, name in enumerate(theorems)}
+    corpus = {f"t{i}": f"{name}: {text}" for i, (name, text) in enumerate(theorems.items())}
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    unmatched = 0
+    for n, row in enumerate(questions):
+        if not isinstance(row, dict) or not isinstance(row.get("Question"), str):
+            raise WorkbenchError(f"TheoremQA question {n} lacks a Question field", "use theoremqa_test.json")
+        doc = by_name.get(str(row.get("theorem", "")).lower().strip())
+        if doc is None:
+            unmatched += 1
+            continue
+        qid = str(row.get("id", n))
+        queries[qid], qrels[qid] = row["Question"], {doc: 1}
+    kept = list(queries)[:limit]
+    return RetrievalTask(
+        "theoremqa-theorems",
+        {q: queries[q] for q in kept},
+        corpus,
+        {q: qrels[q] for q in kept},
+        INSTRUCTIONS["theoremqa-theorems"],
+        notes={"questions": len(questions), "unmatched_theorems": unmatched, "corpus": len(corpus)},
+    ).check()
+
+
+def gsm8k_task(root: Path, limit: int | None = None) -> RetrievalTask:
+    """GSM8K question → its own worked solution; the corpus is the solutions of the kept questions."""
+    path = root / "gsm8k" / "train.jsonl"
+    if not path.is_file():
+        raise WorkbenchError(f"GSM8K file {path} does not exist", "pass --data-dir (or set $WORKBENCH_DATA)")
+    queries, corpus, qrels = {}, {}, {}
+    for n, line in enumerate(read_utf8(path, "GSM8K").splitlines()[:limit]):
+        try:
+            row = json.loads(line)
+            question, answer = row["question"], row["answer"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise WorkbenchError(
+                f"{path} line {n + 1} lacks question and answer", "use GSM8K's train.jsonl"
+            ) from err
+        solution = " ".join(re.sub(r"<<[^>]*>>", "", answer).split())
+        queries[f"g{n}"], corpus[f"s{n}"], qrels[f"g{n}"] = question, solution, {f"s{n}": 1}
+    return RetrievalTask("gsm8k", queries, corpus, qrels, INSTRUCTIONS["gsm8k"]).check()
+
+
+def bright_task(task: str, local: Path | None = None, limit: int | None = None) -> RetrievalTask:
+    """A BRIGHT task from a local copy or from the hub (needs ``datasets`` and a network)."""
+    if task not in BRIGHT_TASKS:
+        raise WorkbenchError(f"unknown BRIGHT task {task!r}", f"use one of {', '.join(BRIGHT_TASKS)}")
+    if local is not None:
+        examples = [
+            json.loads(x) for x in read_utf8(local / "examples" / f"{task}.jsonl", "BRIGHT").splitlines() if x
+        ]
+        documents = [
+            json.loads(x)
+            for x in read_utf8(local / "documents" / f"{task}.jsonl", "BRIGHT").splitlines()
+            if x
+        ]
+    else:
+        try:
+            import datasets
+
+            examples = list(datasets.load_dataset("xlangai/bright", "examples", split=task))
+            documents = list(datasets.load_dataset("xlangai/bright", "documents", split=task))
+        except Exception as err:  # offline, hub and network errors come in many types
+            raise WorkbenchError(
+                f"could not load BRIGHT {task} from the hub ({type(err).__name__})",
+                "be online, or pass a local copy with --bright-dir",
+            ) from err
+    try:
+        corpus = {str(d["id"]): str(d["content"]) for d in documents}
+        rows = examples[:limit]
+        queries = {str(r["id"]): str(r["query"]) for r in rows}
+        qrels = {str(r["id"]): {str(g): 1 for g in r["gold_ids"]} for r in rows}
+        excluded = {str(r["id"]): {str(x) for x in r.get("excluded_ids") or [] if x != "N/A"} for r in rows}
+    except (KeyError, TypeError) as err:
+        raise WorkbenchError(
+            f"BRIGHT {task} rows lack id/query/gold_ids or id/content", "use BRIGHT's files"
+        ) from err
+    return RetrievalTask(task, queries, corpus, qrels, INSTRUCTIONS[task], excluded).check()
+
+
+def evaluate_task(
+    encoders: Encoders,
+    names: Sequence[str],
+    task: RetrievalTask,
+    *,
+    similarity: str = "cosine",
+    ks: Sequence[int] = KS,
+    log_samples: bool = False,
+) -> dict[str, Any]:
+    """Metrics per encoder on one task (LLM2Vec-Gen with instructions, baselines on raw text)."""
+    qids, dids = list(task.queries), list(task.corpus)
+    out: dict[str, Any] = {"metrics": {}, "samples": {}}
+    for name in names:
+        q = encoders.embed(name, list(task.queries.values()), task.instruction if name == "gen" else None)
+        d = encoders.embed(name, list(task.corpus.values()), DOCUMENT_INSTRUCTION if name == "gen" else None)
+        run = retrieve(q, d, qids, dids, k=max(ks), similarity=similarity, excluded=task.excluded)
+        out["metrics"][name] = evaluate_run(run, task.qrels, ks)
+        if log_samples:
+            out["samples"][name] = {i: [[d, round(s, 5)] for d, s in run[i][:10]] for i in qids}
+    return out

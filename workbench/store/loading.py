@@ -1,0 +1,119 @@
+"""``workbench.load``: a backbone name, hub id, folder or checkpoint in, an LLM2VecGen model out."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..core.backbone import load_backbone
+from ..core.config import DTYPES, GenConfig
+from ..core.errors import WorkbenchError
+from ..core.model import LLM2VecGen
+from ..core.paths import packaged_checkpoints_dir
+from ..core.registry import DEFAULT_BACKBONE, DEFAULT_TEACHER
+from ..core.teacher import teacher_dim
+from .checkpoint import WEIGHTS_FILE, CheckpointData, check_backbone, is_checkpoint, read_checkpoint
+from .official import load_official
+from .zoo import resolve_official
+
+log = logging.getLogger("workbench")
+
+
+def packaged_checkpoint(backbone: str) -> Path | None:
+    """The trained checkpoint shipped in the package for a registry backbone, if any."""
+    path = packaged_checkpoints_dir() / backbone
+    return path if is_checkpoint(path) else None
+
+
+def _pick_checkpoint(
+    model: str, checkpoint: str | Path | None, untrained: bool, overrides: tuple
+) -> CheckpointData | None:
+    if checkpoint is not None:
+        return read_checkpoint(checkpoint)
+    if (Path(model).expanduser() / WEIGHTS_FILE).exists():
+        read_checkpoint(model)  # a damaged checkpoint folder: raises the precise reason
+    shipped = None if untrained else packaged_checkpoint(model)
+    if shipped is not None and all(o is None for o in overrides):
+        return read_checkpoint(shipped)
+    if not untrained:
+        log.info("no trained checkpoint for %s: starting from untrained special tokens", model)
+    return None
+
+
+def load(
+    model: str | Path = DEFAULT_BACKBONE,
+    *,
+    checkpoint: str | Path | None = None,
+    backbone: str | None = None,
+    teacher: str | None = None,
+    num_thought: int | None = None,
+    num_compress: int | None = None,
+    max_length: int | None = None,
+    dtype: str = "float32",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    untrained: bool = False,
+    seed: int = 0,
+) -> LLM2VecGen:
+    """Load an LLM2Vec-Gen model.
+
+    ``model`` is a checkpoint folder (its backbone is loaded from the name it records, or from
+    ``backbone``), or a backbone: a registry name (``smollm2-135m``), a ``.gguf`` file, a local
+    transformers folder or a hub id. A registry backbone gets its shipped trained checkpoint
+    unless ``checkpoint`` names another or ``untrained`` is set; otherwise the model starts
+    untrained with ``num_thought``/``num_compress`` special tokens and a head sized for ``teacher``.
+    An official ``llm2vec-gen`` checkpoint (folder, ``workbench zoo`` name or hub id) is opened on its
+    base model, or on ``backbone``: see :mod:`workbench.store.official`.
+    """
+    if dtype not in DTYPES:
+        raise WorkbenchError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
+    model = str(model)
+    official = resolve_official(model, revision)  # official llm2vec-gen layout: folder, zoo name, hub id
+    if official is not None:
+        if checkpoint is not None:
+            raise WorkbenchError(
+                f"{model} is already a checkpoint, and checkpoint= names another", "pass one checkpoint"
+            )
+        return load_official(
+            official,
+            backbone=backbone,
+            dtype=dtype,
+            max_length=max_length,
+            trust_remote_code=trust_remote_code,
+        )
+    if is_checkpoint(model):
+        if checkpoint is not None:
+            raise WorkbenchError(
+                f"{model} is already a checkpoint, and checkpoint= names another", "pass one checkpoint"
+            )
+        data: CheckpointData | None = read_checkpoint(model)
+        name = backbone or data.backbone["name"]
+    else:
+        if backbone is not None and backbone != model:
+            raise WorkbenchError(
+                f"two backbones given: {model!r} and backbone={backbone!r}", "name the backbone once"
+            )
+        data = _pick_checkpoint(model, checkpoint, untrained, (teacher, num_thought, num_compress))
+        name = model
+    revision = revision or (data.backbone.get("revision") if data else None)
+    loaded = load_backbone(name, dtype=DTYPES[dtype], revision=revision, trust_remote_code=trust_remote_code)
+    if data is not None:
+        check_backbone(data, loaded)
+        config = data.config
+        config.dtype = dtype
+        if max_length is not None:
+            config.max_length = max_length
+        gen = LLM2VecGen(loaded, config)
+        gen.load_weights(data.tensors, trained=bool(data.meta.get("trained", False)))
+        return gen
+    teacher = teacher or DEFAULT_TEACHER
+    config = GenConfig(
+        num_thought=10 if num_thought is None else num_thought,
+        num_compress=10 if num_compress is None else num_compress,
+        max_length=512 if max_length is None else max_length,
+        teacher=teacher,
+        teacher_dim=teacher_dim(teacher, loaded.info.hidden_size),
+        dtype=dtype,
+        seed=seed,
+    )
+    return LLM2VecGen(loaded, config)

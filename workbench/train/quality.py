@@ -1,0 +1,215 @@
+"""Quality of a checkpoint on held-out prompts: reconstruction F1, alignment, own-response retrieval."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from ..core.config import DOCUMENT_INSTRUCTION
+from .pairs import Pair
+
+OWN_NLL = "its own prompt's soft prompts"
+OTHER_NLL = "another prompt's soft prompts"
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def words(text: str) -> list[str]:
+    """SQuAD-style normalised word tokens: lower case, no punctuation or articles."""
+    return _ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split()
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """Token-level F1 between two texts (1.0 when both are empty)."""
+    pred, ref = words(prediction), words(reference)
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def mean_f1(predictions: Sequence[str], references: Sequence[str]) -> float:
+    return sum(token_f1(p, r) for p, r in zip(predictions, references, strict=True)) / len(references)
+
+
+def generic_answer(train_responses: Sequence[str], limit: int = 200) -> str:
+    """The one training response with the best mean F1 against the others: a strong constant baseline."""
+    pool = list(train_responses)[:limit]
+    return max(pool, key=lambda cand: sum(token_f1(cand, r) for r in pool if r is not cand))
+
+
+def untrained_twin(gen: Any) -> Any:
+    """The model's own untrained start (same seed and sizes) on the same backbone: no second copy."""
+    from dataclasses import replace
+
+    from ..core.model import LLM2VecGen
+
+    return LLM2VecGen(gen.backbone, replace(gen.config))
+
+
+@torch.no_grad()
+def reconstruction_nll(
+    gen: Any,
+    prompts: Sequence[str] | torch.Tensor,
+    answers: Sequence[str],
+    *,
+    instruction: str | None = None,
+    max_tokens: int = 64,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """Teacher-forced loss (nats per answer token) of each answer from its own prompt's soft prompts,
+    and from the next prompt's: the gap is how much the decoder reads from the embedding at all.
+
+    ``prompts`` are texts (encoded with ``instruction``) or their compression states ``[B, C, H]``.
+    """
+    from ..core.losses import pad_right, reconstruction_loss_sum, response_tokens
+
+    if len(prompts) < 2:
+        raise ValueError("need at least two prompts to swap their embeddings")
+    states = (
+        prompts
+        if isinstance(prompts, torch.Tensor)
+        else gen.compression_states(prompts, instruction=instruction, show_progress=False)
+    )
+    soft = gen.soft_prompt(states.to(gen.special.device))
+    swapped = soft.roll(1, dims=0)
+    rows = response_tokens(gen.tokenizer, list(answers), max_tokens, gen.tokenizer.eos_token_id)
+    pad = gen.tokenizer.pad_token_id or 0
+    own = other = 0.0
+    tokens = 0
+    for start in range(0, len(rows), batch_size):
+        target = pad_right(rows[start : start + batch_size], pad)
+        chunk = slice(start, start + batch_size)
+        own += float(reconstruction_loss_sum(gen.traced, soft[chunk], target))
+        other += float(reconstruction_loss_sum(gen.traced, swapped[chunk], target))
+        tokens += target.tokens
+    return {OWN_NLL: own / tokens, OTHER_NLL: other / tokens}
+
+
+def retrieval_scores(queries: torch.Tensor, docs: torch.Tensor) -> dict[str, float]:
+    """Recall@1 and MRR of query i retrieving document i by cosine similarity."""
+    sims = F.normalize(queries.float(), dim=-1) @ F.normalize(docs.float(), dim=-1).T
+    own = sims.diagonal().unsqueeze(1)
+    ranks = (sims > own).sum(dim=1) + 1
+    return {"recall@1": float((ranks == 1).float().mean()), "mrr": float((1.0 / ranks.float()).mean())}
+
+
+@dataclass
+class QualityReport:
+    """Numbers for a checkpoint card; every figure is computed on held-out prompts."""
+
+    heldout: int
+    max_new_tokens: int
+    reconstruction_f1: dict[str, float] = field(default_factory=dict)
+    alignment_cosine: dict[str, float] = field(default_factory=dict)
+    retrieval: dict[str, dict[str, float]] = field(default_factory=dict)
+    reconstruction_nll: dict[str, float] = field(default_factory=dict)
+    nll_tokens: int = 16
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        lines = [
+            f"Held-out prompts: {self.heldout}; decoding: greedy, {self.max_new_tokens} new tokens.",
+            "",
+            "| reconstruction (token F1 vs the LLM's own answer) | F1 |",
+            "|---|---|",
+        ]
+        lines += [f"| {k} | {v:.3f} |" for k, v in self.reconstruction_f1.items()]
+        lines += [
+            "",
+            "| alignment (cosine with the teacher's embedding of the answer) | cosine |",
+            "|---|---|",
+        ]
+        lines += [f"| {k} | {v:.3f} |" for k, v in self.alignment_cosine.items()]
+        lines += [
+            "",
+            f"| query → own answer among {self.heldout} answers | recall@1 | MRR |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {k} | {v['recall@1']:.3f} | {v['mrr']:.3f} |" for k, v in self.retrieval.items()]
+        if self.reconstruction_nll:
+            lines += [
+                "",
+                f"| teacher-forced loss of the answer's first {self.nll_tokens} tokens, trained "
+                "checkpoint | nats/token |",
+                "|---|---|",
+            ]
+            lines += [f"| from {k} | {v:.3f} |" for k, v in self.reconstruction_nll.items()]
+        return "\n".join(lines)
+
+
+def evaluate(
+    trained: Any,
+    untrained: Any,
+    heldout: Sequence[Pair],
+    train_responses: Sequence[str],
+    *,
+    max_new_tokens: int = 48,
+    query_instruction: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> QualityReport:
+    """Compare a trained model with its untrained start and input-centric baselines on held-out pairs.
+
+    ``heldout`` responses are the frozen LLM's own greedy answers (from ``workbench respond``).
+    """
+    say = progress or (lambda _msg: None)
+    prompts = [p.prompt for p in heldout]
+    answers = [p.response for p in heldout]
+    report = QualityReport(heldout=len(heldout), max_new_tokens=max_new_tokens)
+
+    say("decoding from embeddings")
+    # each model encodes the prompts once; decoding, the loss check and the embeddings share it
+    states = trained.compression_states(prompts, instruction=query_instruction)
+    states_untrained = untrained.compression_states(prompts, instruction=query_instruction)
+    decoded = trained.generate(states, max_new_tokens=max_new_tokens)
+    decoded_untrained = untrained.generate(states_untrained, max_new_tokens=max_new_tokens)
+    generic = generic_answer(train_responses)
+    report.reconstruction_f1 = {
+        "trained checkpoint": mean_f1(decoded, answers),
+        "untrained tokens": mean_f1(decoded_untrained, answers),
+        "generic answer (best constant training response)": mean_f1([generic] * len(answers), answers),
+    }
+    report.examples = [
+        {"prompt": p, "llm_answer": a, "decoded": d}
+        for p, a, d in zip(prompts[:5], answers[:5], decoded[:5], strict=True)
+    ]
+    if len(prompts) > 1:
+        report.reconstruction_nll = reconstruction_nll(
+            trained, states, answers, max_tokens=report.nll_tokens
+        )
+
+    say("alignment and retrieval")
+    teacher = trained.load_teacher()
+    teacher_answers = teacher.encode(answers)
+    student = trained.embeddings_from_states(states)
+    student_untrained = untrained.embeddings_from_states(states_untrained)
+    report.alignment_cosine = {
+        "trained checkpoint": float(F.cosine_similarity(student, teacher_answers).mean()),
+        "untrained tokens": float(F.cosine_similarity(student_untrained, teacher_answers).mean()),
+    }
+    report.retrieval = {
+        "trained checkpoint": retrieval_scores(
+            student, trained.encode(answers, instruction=DOCUMENT_INSTRUCTION)
+        ),
+        "untrained tokens": retrieval_scores(
+            student_untrained, untrained.encode(answers, instruction=DOCUMENT_INSTRUCTION)
+        ),
+        f"teacher ({trained.config.teacher}) on the query text": retrieval_scores(
+            teacher.encode(prompts), teacher_answers
+        ),
+        "frozen LLM mean-pooled": retrieval_scores(trained.llm_embed(prompts), trained.llm_embed(answers)),
+    }
+    return report

@@ -1,0 +1,137 @@
+"""The frozen LLM answers training prompts into a resumable JSONL cache (one row per prompt).
+
+Rows are appended batch by batch with flush and fsync; a run that is killed loses at most the batch
+in flight, and the next run skips every prompt already answered, so no row is duplicated or lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..core.errors import WorkbenchError
+from ..core.generation import chat_answer
+from .prompts import Prompt
+
+SETTINGS = ("model", "sha256", "max_new_tokens", "do_sample", "temperature", "top_p", "seed", "system_prompt")
+
+
+@dataclass
+class RespondStats:
+    done_before: int
+    answered: int
+    total: int
+
+
+def read_done(path: Path) -> tuple[dict[str, dict[str, Any]], int]:
+    """Rows already in the cache by id, and the byte length of its complete lines."""
+    rows: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return rows, 0
+    good = 0
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break  # a line cut short by a kill: dropped and rewritten
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise WorkbenchError(
+                    f"{path} has a damaged line after byte {good}",
+                    "delete that line (or the file) and run again",
+                ) from err
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str) or "prompt" not in row:
+                raise WorkbenchError(
+                    f"{path} is not a `workbench respond` cache (line after byte {good} has no id or prompt)",
+                    "choose another --out",
+                )
+            rows.setdefault(row["id"], row)
+            good += len(raw)
+    return rows, good
+
+
+def respond(
+    backbone: Any,
+    prompts: Sequence[Prompt],
+    out: str | Path,
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 128,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    system_prompt: str | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> RespondStats:
+    """Answer every prompt not yet in ``out`` with the backbone's chat template and append the rows.
+
+    A prompt counts as done when its id or its exact text is in ``out``, so the same file named by
+    another path (another id) is never answered twice.
+    """
+    if do_sample and not (temperature > 0 and 0 < top_p <= 1):
+        raise WorkbenchError(
+            f"sampling needs temperature > 0 and 0 < top_p <= 1, got {temperature} and {top_p}",
+            "raise them, or use --greedy",
+        )
+    out = Path(out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite and out.exists():
+        out.unlink()
+    settings = {
+        "model": backbone.info.name,
+        "sha256": backbone.info.sha256,
+        "max_new_tokens": max_new_tokens,
+        "do_sample": do_sample,
+        "temperature": temperature if do_sample else None,
+        "top_p": top_p if do_sample else None,
+        "seed": seed if do_sample else None,
+        "system_prompt": system_prompt,
+    }
+    done, good = read_done(out)
+    if done:
+        first = next(iter(done.values()))
+        changed = [k for k in SETTINGS if first.get(k) != settings[k]]
+        if changed:
+            raise WorkbenchError(
+                f"{out} was made with other settings ({', '.join(changed)})",
+                "use the same options, another --out, or --overwrite",
+            )
+    if out.exists() and out.stat().st_size != good:
+        with open(out, "r+b") as fh:
+            fh.truncate(good)
+    done_texts = {row["prompt"] for row in done.values()}
+    todo = [p for p in prompts if p.id not in done and p.text not in done_texts]
+    bar = tqdm(
+        total=len(todo), desc="responding", unit="prompt", disable=not show_progress, dynamic_ncols=True
+    )
+    with open(out, "a", encoding="utf-8") as fh:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            if do_sample:
+                torch.manual_seed(seed + int(batch[0].id[:8], 16))  # same per batch on resume
+            answers = chat_answer(
+                backbone,
+                [p.text for p in batch],
+                max_new_tokens=max_new_tokens,
+                system_prompt=system_prompt,
+                do_sample=do_sample,
+                temperature=temperature,
+                top_p=top_p,
+            )
+            for prompt, answer in zip(batch, answers, strict=True):
+                row = {"id": prompt.id, "prompt": prompt.text, "response": answer, "source": prompt.source}
+                fh.write(json.dumps(row | settings, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            bar.update(len(batch))
+    bar.close()
+    return RespondStats(done_before=len(prompts) - len(todo), answered=len(todo), total=len(prompts))
