@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.core.registry import DEFAULT_BACKBONE
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VARIANTS = "T10-C10,T0-C10,T10-C1,T0-C1,T0-C5,recon-only,align-only"
 ALIASES = {"both": "T10-C10", "recon-only": "T10-C10-recon-only", "align-only": "T10-C10-align-only"}
@@ -81,7 +83,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--heldout", type=Path, required=True, help="held-out responses JSONL (not trained on)")
     p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma list (default {DEFAULT_VARIANTS})")
-    p.add_argument("--model", default="smollm2-135m", help="backbone: registry name or model folder")
+    p.add_argument("--model", default=DEFAULT_BACKBONE, help="backbone: registry name or model folder")
     p.add_argument("--teacher", default="minilm")
     p.add_argument("--work-dir", type=Path, default=None, help="runs go to WORK_DIR/<variant>/")
     p.add_argument("--out-dir", type=Path, default=ROOT / "figures")
@@ -243,7 +245,7 @@ def evaluate_variant(
     out: Path, heldout: list[Any], train_responses: list[str], key: dict[str, Any], say: Any
 ) -> tuple[dict[str, Any], float, bool]:
     """``workbench quality``'s report for one trained run (cached in the run folder under ``key``)."""
-    from workbench.core.fetch import sha256_file
+    from workbench.core.hashing import sha256_file
     from workbench.store.atomic import atomic_write
     from workbench.train.trainer import WEIGHTS_FILE
 
@@ -414,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import workbench
     from workbench.core.errors import WorkbenchError
-    from workbench.core.fetch import sha256_file
+    from workbench.core.hashing import sha256_file
     from workbench.train.pairs import read_pairs
 
     hf_logging.disable_progress_bar()

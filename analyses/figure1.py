@@ -22,12 +22,14 @@ import sys
 import time
 from pathlib import Path
 
+from workbench.core.registry import DEFAULT_BACKBONE
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--model", default=DEFAULT_BACKBONE)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--untrained", action="store_true", help="ignore shipped checkpoints")
     p.add_argument("--data-dir", default=None, help="default $WORKBENCH_DATA or ../shared/data")
@@ -50,33 +52,25 @@ def main(argv: list[str] | None = None) -> int:
 
     import workbench
     from workbench.core.errors import WorkbenchError
-    from workbench.eval.maps import build_map, default_items
+    from workbench.eval.maps import run_map
     from workbench.report.map_figures import metrics_table, write_map, write_parquet, write_projector
-    from workbench.store.cache import AnswerCache, EmbeddingCache
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     console = Console(highlight=False)
-    default_stem = "figure1" if args.model == "smollm2-135m" else f"figure1-{Path(args.model).name}"
+    default_stem = "figure1" if args.model == DEFAULT_BACKBONE else f"figure1-{Path(args.model).name}"
     stem = args.out or ROOT / "figures" / default_stem
     start = time.time()
     try:
-        items = default_items(
-            args.data_dir,
+        result = run_map(
+            lambda: workbench.load(args.model, checkpoint=args.checkpoint, untrained=args.untrained),
+            data_dir=args.data_dir,
             n_harmful=args.n_harmful,
             n_benign=args.n_benign,
             n_distractors=args.n_distractors,
-            seed=args.seed,
-        )
-        gen = workbench.load(args.model, checkpoint=args.checkpoint, untrained=args.untrained)
-        result = build_map(
-            gen,
-            items,
             method="pca" if args.fast else "umap",
             seed=args.seed,
             max_new_tokens=args.max_new_tokens,
-            cache=EmbeddingCache(),
-            answer_cache=AnswerCache(),
             progress=lambda msg: console.print(f"[dim]{time.time() - start:6.1f}s  {msg}[/]"),
         )
     except WorkbenchError as err:

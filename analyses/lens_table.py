@@ -19,6 +19,8 @@ import json
 import random
 from pathlib import Path
 
+from workbench.core.registry import DEFAULT_BACKBONE
+
 ROOT = Path(__file__).resolve().parents[1]
 SAFETY_WORDS = (
     "illegal unethical ethical ethics legal law laws crime criminal harm harmful dangerous danger "
@@ -58,7 +60,7 @@ def summary(rows: list[dict]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default=DEFAULT_BACKBONE)
     parser.add_argument("--n", type=int, default=25, help="harmful and benign queries each")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)

@@ -20,13 +20,14 @@ marked stale. Writes ``figures/table1.{json,md,html,png}`` and prints the markdo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from workbench.core.hashing import sha256_file  # no torch: only hashlib
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONES = {"smollm2-135m": "SmolLM2-135M (135M)", "qwen2.5-coder-0.5b": "Qwen2.5-Coder-0.5B (0.5B)"}
@@ -56,14 +57,6 @@ CONFIG_FILE = "llm2vec_gen_config.json"
 FIGURE_NAMES = ("any-harm", "acc", "by-refusal", "ndcg10")  # the charts of workbench eval safety|reasoning
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def shipped(backbone: str) -> dict[str, Any]:
     """The checkpoint shipped in ``workbench/checkpoints/<backbone>/``: path, sha256, trained (or none)."""
     folder = ROOT / "workbench" / "checkpoints" / backbone
@@ -71,7 +64,7 @@ def shipped(backbone: str) -> dict[str, Any]:
         return {"path": None, "sha256": None, "trained": False}
     trained = bool(json.loads((folder / CONFIG_FILE).read_text()).get("trained", False))
     rel = folder.relative_to(ROOT).as_posix()
-    return {"path": rel, "sha256": sha256(folder / WEIGHTS_FILE), "trained": trained}
+    return {"path": rel, "sha256": sha256_file(folder / WEIGHTS_FILE), "trained": trained}
 
 
 def provenance(report: dict[str, Any], path: Path, queries: int | None, ship: dict[str, Any]) -> dict:
@@ -227,16 +220,26 @@ def run_missing(args: argparse.Namespace, backbones: list[str]) -> int:
 
 
 def run_eval(kind: str, backbone: str, args: argparse.Namespace) -> Path:
-    """Run ``workbench eval <kind>`` in-process into a scratch folder, then file it as <kind>-<backbone>."""
-    from workbench import cli_eval
+    """Evaluate in-process (what ``workbench eval <kind>`` calls) into a scratch folder, then file the
+    report as <kind>-<backbone>."""
+    from transformers.utils import logging as hf_logging
 
+    import workbench
+    from workbench.eval.reasoning import run_reasoning
+    from workbench.eval.safety import run_safety
+    from workbench.report.eval_report import write_eval_report
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     args.eval_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.eval_dir, prefix=".table1-") as tmp:
-        common = {"model": backbone, "out": Path(tmp), "limit": args.limit, "data_dir": args.data_dir}
+        common = {"model_name": backbone, "limit": args.limit, "data_dir": args.data_dir}
+        model = lambda: workbench.load(backbone)  # noqa: E731 - loaded once the data is read
         if kind == "safety":
-            cli_eval.safety(**common, encoders=",".join(ENCODERS))
+            report = run_safety(model, **common, encoders=ENCODERS)
         else:
-            cli_eval.reasoning(**common, encoders=",".join(ENCODERS), tasks=REASONING_TASK)
+            report = run_reasoning(model, **common, encoders=ENCODERS, tasks=REASONING_TASK)
+        print(write_eval_report(report, Path(tmp))["markdown"])
         return publish(Path(tmp), kind, backbone, args.eval_dir, args.limit)
 
 

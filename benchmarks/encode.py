@@ -11,7 +11,6 @@ Targets: encode within 1.15x of the floor, cached load under 3 s, peak RSS under
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -25,7 +24,10 @@ from typing import Any
 
 from common import machine_info, print_table, token_counter
 
-BACKBONE = "smollm2-135m"
+from workbench.core.hashing import sha256_text
+from workbench.core.registry import DEFAULT_BACKBONE
+
+BACKBONE = DEFAULT_BACKBONE
 TARGET_RATIO = 1.15
 TARGET_LOAD_S = 3.0
 TARGET_PEAK_MB = 1500.0  # 1.5 GB, decimal megabytes
@@ -141,7 +143,7 @@ def make_texts(count: int, count_tokens: Callable[[str], int], seed: int = 0) ->
 
 def texts_digest(texts: list[str]) -> str:
     """sha256 of the texts, to check that a subprocess encoded the same ones."""
-    return hashlib.sha256(json.dumps(texts).encode()).hexdigest()
+    return sha256_text(json.dumps(texts))
 
 
 # ----------------------------------------------------------------------------- in-process timing

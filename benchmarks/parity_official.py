@@ -103,9 +103,10 @@ def side_python(venv: Path, setup: bool) -> Path:
 def prepare(work: Path) -> tuple[Path, int]:
     """The shipped checkpoint exported with a transformers-4.56-readable copy of the cached SmolLM2."""
     import workbench
+    from workbench.core.registry import DEFAULT_BACKBONE
     from workbench.store.official import export_official
 
-    gen = workbench.load("smollm2-135m")
+    gen = workbench.load(DEFAULT_BACKBONE)
     ckpt = export_official(gen, work / "official", copy_base=True, overwrite=True)
     return ckpt, gen.config.max_length
 
@@ -118,8 +119,9 @@ def workbench_worker(texts_file: str, out: str, batch_size: int, threads: int, r
     torch.set_num_threads(threads)
     start = time.perf_counter()
     import workbench
+    from workbench.core.registry import DEFAULT_BACKBONE
 
-    gen = workbench.load("smollm2-135m")
+    gen = workbench.load(DEFAULT_BACKBONE)
     load_s = time.perf_counter() - start
     texts = json.loads(Path(texts_file).read_text())
     gen.encode(texts[:batch_size], batch_size=batch_size)

@@ -33,7 +33,9 @@ from typing import Any
 
 from common import machine_info, print_table, token_counter
 
-BACKBONE = "smollm2-135m"
+from workbench.core.registry import DEFAULT_BACKBONE
+
+BACKBONE = DEFAULT_BACKBONE
 TEACHER = "minilm"
 TEACHER_DIM = 384
 MAX_QUERY_LENGTH = 128

@@ -113,3 +113,97 @@ def test_download_of_missing_wheel_fails_clearly(tmp_path, monkeypatch) -> None:
     with pytest.raises(WorkbenchError) as err:
         download_wheel(WheelFile("workbench-no-such-package-zz", "9.9.9", "x/y.bin"))
     assert "could not download" in one_line(err)
+
+
+# ----------------------------------------------------------------------------- one offline switch
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "True", "yes", "YES", "on", "On"])
+def test_hub_offline_values_that_mean_offline(monkeypatch, value) -> None:
+    from huggingface_hub.constants import _is_true
+
+    from workbench.core.hub import hub_offline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert hub_offline() and _is_true(value)  # the same reading as huggingface_hub
+
+
+@pytest.mark.parametrize("value", ["0", "false", "FALSE", "False", "no", "off", "OFF", "", None])
+def test_hub_offline_values_that_mean_online(monkeypatch, value) -> None:
+    from huggingface_hub.constants import _is_true
+
+    from workbench.core.hub import hub_offline
+
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    if value is None:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert not hub_offline() and not _is_true(value)
+
+
+def test_hub_offline_falls_back_to_transformers_offline(monkeypatch) -> None:
+    from workbench.core.hub import hub_offline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    assert hub_offline()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # set and not empty: it wins, as in huggingface_hub
+    assert not hub_offline()
+
+
+def test_every_user_of_the_offline_switch_reads_false_as_online(monkeypatch) -> None:
+    """``HF_HUB_OFFLINE=false`` is online for the remote lens too (it once meant offline in one place)."""
+    from workbench.lens.remote import check_remote
+    from workbench.store.zoo import fetch
+
+    monkeypatch.setenv("NDIF_API_KEY", "test-key")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "false")
+    assert check_remote("owner/model") == "test-key"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "yes")
+    with pytest.raises(WorkbenchError, match="HF_HUB_OFFLINE is set"):
+        check_remote("owner/model")
+    with pytest.raises(WorkbenchError, match=r"unreachable \(HF_HUB_OFFLINE is set\)"):
+        fetch("no-such-owner-xyz/llm2vec-gen-none")
+
+
+def test_only_core_hub_reads_the_offline_variable() -> None:
+    from pathlib import Path
+
+    import workbench
+
+    root = Path(workbench.__file__).parent
+    readers = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if "environ" in (text := p.read_text(encoding="utf-8")) and '"HF_HUB_OFFLINE"' in text
+    )
+    assert readers == ["core/hub.py"]
+
+
+# ----------------------------------------------------------------------------- one sha256 helper
+def test_sha256_helpers(tmp_path) -> None:
+    from workbench.core import fetch
+    from workbench.core.hashing import CHUNK, sha256_file, sha256_text
+
+    data = bytes(range(256)) * (CHUNK // 256 + 3)  # more than one chunk
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert sha256_file(path) == sha256_file(str(path)) == hashlib.sha256(data).hexdigest()
+    assert fetch.sha256_file is sha256_file  # the fetcher verifies with the same function
+    assert sha256_text("Ünïcödé 中文") == hashlib.sha256("Ünïcödé 中文".encode()).hexdigest()
+
+
+def test_dequantised_cache_folder_is_named_in_one_place(tmp_path, monkeypatch) -> None:
+    from workbench.core.assets import is_cached
+    from workbench.core.backbone import BackboneInfo
+    from workbench.core.paths import dequantised_path
+    from workbench.store.official import backbone_folder
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    spec = BACKBONES["smollm2-135m"]
+    folder = dequantised_path(spec.name, spec.sha256)
+    assert folder == tmp_path / "backbones" / f"smollm2-135m-{spec.sha256[:16]}"
+    assert not is_cached(spec.name)
+    folder.mkdir(parents=True)
+    assert is_cached(spec.name)
+    info = BackboneInfo(spec.name, "registry", None, spec.sha256, "llama", 576, 49152, 30)
+    assert backbone_folder(info) == str(folder)

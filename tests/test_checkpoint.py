@@ -133,3 +133,51 @@ def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # readable by others, as open() gives
+
+
+def test_untrained_load_takes_its_defaults_from_genconfig(tiny_dirs) -> None:
+    from workbench.core.config import GenConfig
+
+    gen = workbench.load(str(tiny_dirs["llama"]), untrained=True, teacher="self")
+    defaults = GenConfig()
+    for name in ("num_thought", "num_compress", "max_length", "dtype", "seed"):
+        assert getattr(gen.config, name) == getattr(defaults, name)
+    assert len(gen.config.token_strings()) == GenConfig.num_thought + GenConfig.num_compress
+    llama = str(tiny_dirs["llama"])
+    again = workbench.load(llama, untrained=True, teacher="self", num_thought=0, max_length=40)
+    config = again.config
+    assert (config.num_thought, config.num_compress, config.max_length) == (0, GenConfig.num_compress, 40)
+
+
+def test_thought_count_and_dtype_names() -> None:
+    from workbench.core.config import DTYPES, check_dtype, thought_count, torch_dtype
+
+    assert thought_count(["<t1>", "<t2>", "<c1>"], 1) == 2 and thought_count(["<c1>"], 1) == 0
+    assert [torch_dtype(name) for name in DTYPES] == [torch.float32, torch.bfloat16, torch.float16]
+    with pytest.raises(WorkbenchError, match="unknown dtype 'fp8'"):
+        check_dtype("fp8")
+    with pytest.raises(WorkbenchError, match="unknown dtype 'half'"):
+        workbench.load("x", dtype="half")
+
+
+def test_describe_a_workbench_checkpoint(saved) -> None:
+    from workbench.store.describe import describe_checkpoint
+
+    gen, path = saved
+    summary = describe_checkpoint(path)
+    assert set(summary) == {"config", "backbone", "tokens", "heads", "trained"}
+    assert summary["config"] == gen.config.to_dict() and summary["trained"] is True
+
+
+def test_export_in_the_workbench_layout(saved, tmp_path) -> None:
+    from workbench.store.convert import export_checkpoint
+
+    gen, path = saved
+    done = export_checkpoint(path, tmp_path / "copy", format="workbench")
+    assert done.note is None and done.path == tmp_path / "copy"
+    assert torch.equal(workbench.load(done.path).special, gen.special)
+    with pytest.raises(WorkbenchError, match="not empty"):
+        export_checkpoint(path, tmp_path / "copy", format="workbench")
+    export_checkpoint(path, tmp_path / "copy", format="workbench", overwrite=True)
+    with pytest.raises(WorkbenchError, match="unknown format 'onnx'"):
+        export_checkpoint(path, tmp_path / "x", format="onnx")

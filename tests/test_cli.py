@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from workbench.cli.app import main
+from workbench.cli import main
 
 
 @pytest.fixture
@@ -170,3 +170,67 @@ def test_encode_instruction_none_means_raw_text(capsys, tiny_dirs, tmp_path) -> 
     torch.testing.assert_close(saved[""], gen.encode_queries(["Where is Paris?"]))  # the default instruction
     torch.testing.assert_close(saved["Find this:"], gen.encode(["Where is Paris?"], instruction="Find this:"))
     assert not torch.allclose(saved["none"], saved[""])
+
+
+# ----------------------------------------------------------------------------- defaults live in one place
+def _typer_options(command) -> dict:
+    """``{parameter: (default, OptionInfo)}`` of a Typer command function."""
+    import inspect
+    import typing
+
+    out = {}
+    for name, param in inspect.signature(command, eval_str=True).parameters.items():
+        info = next((a for a in typing.get_args(param.annotation)[1:]), None)
+        out[name] = (param.default, info)
+    return out
+
+
+def test_train_options_are_the_train_config_with_its_defaults() -> None:
+    from dataclasses import fields
+
+    from workbench.cli.train import train
+    from workbench.train.config import TrainConfig
+
+    options = _typer_options(train)
+    extra = {"config", "resume", "quiet"}
+    assert set(options) - extra == {f.name for f in fields(TrainConfig)}
+    for f in fields(TrainConfig):
+        default, info = options[f.name]
+        assert default is None, f.name  # None: the TrainConfig (or --config file) value is used
+        if f.default not in (None, ""):  # the help shows the dataclass's default
+            assert info.help.endswith(f" ({f.default})."), (f.name, info.help)
+    assert TrainConfig.build(None, **{f.name: None for f in fields(TrainConfig)}) == TrainConfig()
+
+
+def test_model_option_defaults_are_the_registry_default() -> None:
+    import inspect
+
+    import workbench
+    from workbench.cli.assets import fetch
+    from workbench.cli.encode import answer, encode, generate
+    from workbench.cli.respond import respond
+    from workbench.core.registry import BACKBONES, DEFAULT_BACKBONE
+
+    assert DEFAULT_BACKBONE in BACKBONES
+    assert inspect.signature(workbench.load).parameters["model"].default == DEFAULT_BACKBONE
+    for command, name in ((encode, "model"), (generate, "model"), (answer, "model"), (respond, "model")):
+        assert _typer_options(command)[name][0] == DEFAULT_BACKBONE, command.__name__
+    assert _typer_options(fetch)["name"][0] == DEFAULT_BACKBONE
+
+
+def test_default_backbone_name_is_written_once() -> None:
+    """The literal default backbone name is code only in the registry (docstrings may name it)."""
+    import ast
+    from pathlib import Path
+
+    from workbench.core.registry import DEFAULT_BACKBONE
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for path in [*(root / "workbench").rglob("*.py"), *(root / "benchmarks").glob("*.py")]:
+        if path == root / "workbench" / "core" / "registry.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value == DEFAULT_BACKBONE:
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found == []

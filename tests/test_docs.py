@@ -90,7 +90,7 @@ def invocations(line: str) -> list[tuple[list[str], list[str]]]:
 def cli():
     import typer
 
-    from workbench.cli.app import app
+    from workbench.cli import app
 
     return app, typer.main.get_command(app)
 
@@ -120,7 +120,7 @@ def guide_invocations() -> list[tuple[str, str, list[str], list[str]]]:
 
 def test_guides_mention_commands() -> None:
     commands = {" ".join(path) for _, _, path, _ in guide_invocations()}
-    wanted = ("encode", "train", "respond", "quality", "lens", "lens-index build", "map", "eval safety")
+    wanted = ("encode", "train", "respond", "quality", "lens", "latent-lens build", "map", "eval safety")
     for expected in wanted:
         assert expected in commands, f"no guide shows `workbench {expected}`"
 

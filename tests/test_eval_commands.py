@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from workbench.cli.app import main
+from workbench.cli import main
 from workbench.core.errors import WorkbenchError
-from workbench.eval.reasoning import bright_task, gsm8k_task, theoremqa_task
+from workbench.eval.reasoning import bright_task, gsm8k_task, run_reasoning, theoremqa_task
+from workbench.eval.results import BarChart, EvalReport, Table
+from workbench.report.eval_report import write_eval_report
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "advbench-ir").is_dir(), reason="../shared/data is not here")
@@ -79,7 +81,9 @@ def test_safety_report_and_cache(
 
 
 @needs_data
-def test_reasoning_report(capsys: pytest.CaptureFixture[str], common: list[str], tmp_path: Path) -> None:
+def test_reasoning_report(
+    capsys: pytest.CaptureFixture[str], common: list[str], tiny_dirs: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     rc, stdout, err = _run(
         capsys, "reasoning", *common, "--out", str(out), "--limit", "3", "--encoders", "gen,teacher",
@@ -91,6 +95,39 @@ def test_reasoning_report(capsys: pytest.CaptureFixture[str], common: list[str],
     assert set(report["metrics"]) == {"gsm8k"} and report["data"]["gsm8k"]["queries"] == 3
     assert 0.0 <= report["metrics"]["gsm8k"]["teacher"]["ndcg@10"] <= 1.0
     assert report["instructions"]["gsm8k"]["gen_document"] == "Summarize the following passage:"
+
+    import workbench  # the library call behind the command: same numbers, nothing written
+
+    gen = workbench.load(str(tiny_dirs["llama"]), untrained=True)
+    lib = run_reasoning(
+        gen, encoders=["gen", "teacher"], tasks=["gsm8k"], limit=3, data_dir=DATA, batch_size=8,
+        cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    assert isinstance(lib, EvalReport) and lib.kind == "reasoning"
+    assert lib.metrics == report["metrics"] and lib.payload["config"]["model"] == str(tiny_dirs["llama"])
+    assert lib.payload["embedding_cache"]["misses"] == 0  # the command's vectors, from the cache
+    ((title, table),) = lib.tables.items()
+    assert title in report["markdown"] and table.columns[:3] == ["task", "encoder", "ndcg@10"]
+    assert lib.charts["ndcg10"].series["teacher"]["gsm8k"] == report["metrics"]["gsm8k"]["teacher"]["ndcg@10"]
+    assert len(list(out.glob("reasoning-*Z.json"))) == 1
+
+
+def test_write_eval_report_from_data(tmp_path: Path) -> None:
+    rows = [{"encoder": "a", "x": 0.5}, {"encoder": "b", "x": float("nan")}]
+    report = EvalReport(
+        "demo",
+        {"kind": "demo", "config": {"model": "m"}, "metrics": {"a": {"x": 0.5}}, "wall_time_s": 1.0},
+        {"Numbers": Table(rows, ["encoder", "x"])},
+        {"x": BarChart("X per encoder", {"a": {"k=1": 0.5}, "b": {"k=1": 0.25}}, "k", "x")},
+    )
+    written = write_eval_report(report, tmp_path)
+    assert written["markdown"] == "### Numbers\n\n| encoder | x |\n|---|---|\n| a | 0.5000 |\n| b | nan |"
+    data = json.loads(written["json"].read_text())
+    assert data["markdown"] == written["markdown"] and data["metrics"] == {"a": {"x": 0.5}}
+    assert written["json"].name == f"demo-{data['timestamp']}.json"
+    chart = written["json"].parent / f"demo-{data['timestamp']}-x.html"
+    assert chart.is_file() and "X per encoder" in chart.read_text()
+    assert "<table>" in written["html"].read_text()
 
 
 @needs_data

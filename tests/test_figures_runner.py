@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workbench.cli.app import main
+from workbench.cli import main
 from workbench.report.figures_runner import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import CORPUS, tiny_gen
 
-from workbench.cli.app import main
+from workbench.cli import main
 from workbench.core.errors import WorkbenchError
 from workbench.lens.latent import (
     INDEX_FILE,
@@ -129,7 +129,7 @@ def test_corrupt_and_missing_index_are_clear_errors(index, tmp_path, llama):
     (path / STATES_FILE).write_bytes(b"garbage")
     with pytest.raises(WorkbenchError, match="corrupt"):
         LatentIndex.load(path)
-    with pytest.raises(WorkbenchError, match="lens-index build"):
+    with pytest.raises(WorkbenchError, match="latent-lens build"):
         load_latent_index(llama, tmp_path / "nothing")
 
 
@@ -164,7 +164,7 @@ def test_cli_build_and_info(tiny_dirs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "idx"
     model = str(tiny_dirs["llama"])
     argv = [
-        "lens-index",
+        "latent-lens",
         "build",
         "--model",
         model,
@@ -179,7 +179,7 @@ def test_cli_build_and_info(tiny_dirs, tmp_path, monkeypatch, capsys):
     index = LatentIndex.load(out)
     assert len(index.texts) == 5 and max(index.positions) <= 15
     assert index.meta["source"] == str(responses) and index.meta["max_tokens_per_text"] == 16
-    assert main(["lens-index", "info", str(out)]) == 0
+    assert main(["latent-lens", "info", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["texts"] == 5 and info["entries"] == len(index) and info["bytes"] > 0
     # default location, then found by load_latent_index(gen, None)
@@ -188,7 +188,7 @@ def test_cli_build_and_info(tiny_dirs, tmp_path, monkeypatch, capsys):
     assert default_index_path(gen).is_dir()
     assert len(load_latent_index(gen, None)) == len(LatentIndex.load(default_index_path(gen)))
     # one source, exactly
-    assert main(["lens-index", "build", "--model", model, "--out", str(out)]) == 1
+    assert main(["latent-lens", "build", "--model", model, "--out", str(out)]) == 1
     assert "exactly one source" in capsys.readouterr().err
 
 
@@ -204,7 +204,7 @@ def test_cli_answers_prompts_first(tiny_dirs, tmp_path, monkeypatch, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Where is Paris?\nHow do I bake bread?\nWhat is photosynthesis?\n")
     out = tmp_path / "idx"
-    argv = ["lens-index", "build", "--model", str(tiny_dirs["llama"]), "--prompts", str(prompts)]
+    argv = ["latent-lens", "build", "--model", str(tiny_dirs["llama"]), "--prompts", str(prompts)]
     argv += ["--limit", "2", "--max-new-tokens", "6", "--out", str(out), "--quiet"]
     assert main(argv) == 0
     index = LatentIndex.load(out)
@@ -222,6 +222,36 @@ def test_cli_answers_prompts_first(tiny_dirs, tmp_path, monkeypatch, capsys):
     argv[argv.index(str(prompts))] = str(evaluation)
     assert main(argv) == 1
     assert "evaluation queries" in capsys.readouterr().err
+
+
+def test_old_command_name_still_works_and_says_it_is_deprecated(index, tmp_path, capsys):
+    path = index.save(tmp_path / "idx")
+    assert main(["latent-lens", "info", str(path)]) == 0
+    new = capsys.readouterr()
+    assert main(["lens-index", "info", str(path)]) == 0
+    old = capsys.readouterr()
+    assert old.out == new.out and json.loads(old.out)["entries"] == len(index)
+    assert new.err == ""
+    assert old.err.splitlines() == [
+        "note: `workbench lens-index` is now `workbench latent-lens`; the old name goes away in 0.3"
+    ]
+    assert main(["--help"]) == 0
+    listing = capsys.readouterr().out
+    assert "latent-lens" in listing and "lens-index" not in listing
+
+
+def test_index_summary_and_format_errors_name_the_new_command(index, tmp_path):
+    from workbench.lens.latent import FORMAT, index_summary
+
+    path = index.save(tmp_path / "idx")
+    summary = index_summary(path)
+    assert summary["entries"] == len(index) and summary["texts"] == len(RESPONSES)
+    assert summary["bytes"] == sum(f.stat().st_size for f in path.iterdir())
+    meta = json.loads((path / INDEX_FILE).read_text())
+    assert meta["format"] == FORMAT and len(meta["entries"]["span"]) == len(index)
+    (path / INDEX_FILE).write_text("{")
+    with pytest.raises(WorkbenchError, match="rebuild it with `workbench latent-lens build --out"):
+        LatentIndex.load(path)
 
 
 def test_other_layers_are_read_through_the_final_norm(llama, index):

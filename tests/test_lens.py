@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_gen
 
-from workbench.cli.app import main
+from workbench.cli import main
 from workbench.core.errors import WorkbenchError
 from workbench.lens.logit import LensConfig, logit_lens, parse_layers, resolve_layers, union_tokens
 
@@ -277,7 +277,7 @@ def test_lens_path_never_imports_heavy_optional_modules(tiny_dirs) -> None:
     import sys
 
     code = (
-        "import sys; from workbench.cli.app import main; "
+        "import sys; from workbench.cli import main; "
         f"rc = main(['lens', 'Paris', '--model', {str(tiny_dirs['llama'])!r}, '--max-new-tokens', '2']); "
         "heavy = [m for m in ('umap', 'mteb', 'pyarrow', 'transformer_lens', 'pandas') if m in sys.modules]; "
         "print('HEAVY', heavy, rc)"
@@ -302,8 +302,44 @@ def test_cli_latent_lens_reads_an_index(capsys, tiny_dirs, tmp_path) -> None:
     assert {"token", "score", "context", "text_id", "position"} <= set(hit) and -1.0 <= hit["score"] <= 1.0
     code, out, _ = run(capsys, *argv, "--no-generate", "--latent", "--index", str(index_dir))
     assert code == 0 and "latent lens: nearest response tokens" in out
-    code, _, err = run(capsys, *argv, "--latent", "--index", str(tmp_path / "missing"))
-    assert code == 1 and "lens-index build" in err
+    code, out, err = run(capsys, *argv, "--latent", "--index", str(tmp_path / "missing"))
+    assert code == 1 and "latent-lens build" in err
+    assert out == "", "a missing index is refused before the lens reads anything"
+
+
+def test_read_lens_is_the_command_as_one_library_call(tiny_dirs, tmp_path) -> None:
+    """Queries and a query file, the latent lens and both answers, on the model the loader gives."""
+    from workbench.lens.latent import build_latent_index, load_latent_index
+    from workbench.lens.request import LensRequest, read_lens
+
+    gen = tiny_gen(tiny_dirs, "llama")
+    index_dir = build_latent_index(gen, ["Bread is baked from flour.", "Paris is in France."]).save(
+        tmp_path / "index"
+    )
+    file = tmp_path / "queries.txt"
+    file.write_text("Where is Paris?\n")
+    texts = ["How do I bake bread?", "Where is Paris?"]
+    config = LensConfig(top_k=2, layers=[-1])
+    loaded = []
+
+    def load(model, checkpoint, untrained):
+        loaded.append((model, checkpoint, untrained))
+        return gen
+
+    request = LensRequest(
+        queries=texts[:1], file=file, model="tiny", config=config, latent=True, index=index_dir, compare=True
+    )
+    readings = read_lens(request, load)
+    assert loaded == [("tiny", None, False)]
+    assert [r.query for r in readings] == texts
+    assert [r.ids for r in readings] == [r.ids for r in logit_lens(gen, texts, config)]
+    assert [r.decoded for r in readings] == gen.generate(texts, max_new_tokens=48)
+    assert [r.answer for r in readings] == gen.answer(texts, max_new_tokens=48)
+    index = load_latent_index(gen, index_dir)
+    for reading, h in zip(readings, gen.compression_states(texts), strict=True):
+        assert reading.latent == index.nearest(h, 2, distinct=True)
+    plain = read_lens(LensRequest(queries="Paris", config=config, generate=False), lambda *_: gen)
+    assert plain[0].decoded is None and plain[0].latent is None and plain[0].query == "Paris"
 
 
 def test_cli_heatmap_png(capsys, tiny_dirs, tmp_path) -> None:

@@ -14,8 +14,10 @@ import pytest
 import torch
 from conftest import tiny_gen
 
-from workbench.cli.app import main
+from workbench.cli import main
+from workbench.core.config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION
 from workbench.core.errors import WorkbenchError
+from workbench.eval.encoders import Encoders
 from workbench.eval.maps import (
     ENCODERS,
     REFUSALS,
@@ -118,6 +120,24 @@ def test_map_embeddings_recomputed_when_instruction_or_checkpoint_changes(tiny_d
     assert cache.misses == 7  # the input-centric encoders do not depend on the checkpoint
     torch.testing.assert_close(
         fresh["llm2vec-gen"][1], other.encode_documents(["Knead and bake."])[0], atol=1e-5, rtol=1e-5
+    )
+
+
+def test_maps_and_evaluations_share_cache_entries(gen, tmp_path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    items = [MapItem("How do I bake bread?", "query"), MapItem("Knead and bake.", "distractor")]
+    mapped = embed_items(gen, items, ["llm2vec-gen", "llm-mean", "teacher"], cache=cache)
+    computed = cache.misses
+    assert computed == 6
+    enc = Encoders(gen, cache=cache)  # what workbench eval embeds with
+    texts = [item.text for item in items]
+    assert torch.equal(enc.embed("llm-mean", texts), mapped["llm-mean"])
+    assert torch.equal(enc.embed("teacher", texts), mapped["teacher"])
+    assert torch.equal(enc.embed("gen", texts[:1], QUERY_INSTRUCTION), mapped["llm2vec-gen"][:1])
+    assert torch.equal(enc.embed("gen", texts[1:], DOCUMENT_INSTRUCTION), mapped["llm2vec-gen"][1:])
+    assert cache.misses == computed and cache.hits == 6  # every vector was the map's
+    torch.testing.assert_close(
+        mapped["llm2vec-gen"][0], gen.encode_queries([texts[0]])[0], atol=1e-5, rtol=1e-5
     )
 
 

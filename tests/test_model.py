@@ -198,3 +198,41 @@ def test_repeated_traces_with_gradients_do_not_leak(tiny_dirs) -> None:
     for _ in range(30):
         step()
     assert live_tensors() <= before
+
+
+def test_search_ranks_documents_by_cosine(tiny_dirs) -> None:
+    from workbench.core.config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION
+    from workbench.core.search import search
+
+    gen = tiny_gen(tiny_dirs)
+    docs = ["Bread needs flour.", "Paris is in France.", "Two is prime.", "Seine river."]
+    ranking = search(gen, TEXTS[:2], docs, top_k=3)
+    sims = gen.similarity(gen.encode_queries(TEXTS[:2]), gen.encode_documents(docs))
+    assert ranking.query_embeddings.shape == (2, 16) and ranking.document_embeddings.shape == (4, 16)
+    for i, hits in enumerate(ranking.hits):
+        assert [h["rank"] for h in hits] == [1, 2, 3]
+        best = sims[i].argsort(descending=True)[:3].tolist()
+        assert [h["index"] for h in hits] == best
+        assert [h["text"] for h in hits] == [docs[j] for j in best]
+        assert hits[0]["score"] == pytest.approx(float(sims[i, best[0]]), abs=1e-5)
+    out = ranking.to_dict()
+    assert out["dim"] == 16 and out["trained"] is False and out["queries"][1]["query"] == TEXTS[1]
+    assert set(ranking.tensors()) == {"queries", "documents"}
+    # the instructions default to the paper's and None means raw text
+    assert torch.allclose(ranking.query_embeddings, gen.encode(TEXTS[:2], instruction=QUERY_INSTRUCTION))
+    assert torch.allclose(ranking.document_embeddings, gen.encode(docs, instruction=DOCUMENT_INSTRUCTION))
+    raw = search(gen, TEXTS[:1], docs, instruction=None, document_instruction=None)
+    assert torch.allclose(raw.query_embeddings, gen.encode(TEXTS[:1]), atol=1e-5)
+
+
+def test_search_without_documents_ranks_the_queries(tiny_dirs) -> None:
+    from workbench.core.search import search
+
+    gen = tiny_gen(tiny_dirs)
+    ranking = search(gen, TEXTS, top_k=10)
+    assert ranking.document_embeddings is None and set(ranking.tensors()) == {"queries"}
+    for i, hits in enumerate(ranking.hits):
+        assert len(hits) == len(TEXTS) and hits[0]["index"] == i  # each query is nearest to itself
+        assert hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(WorkbenchError, match="empty"):
+        search(gen, ["fine", " "])

@@ -11,7 +11,7 @@ from conftest import tiny_gen
 from safetensors.torch import load_file, save_file
 
 import workbench
-from workbench.cli.app import main
+from workbench.cli import main
 from workbench.core.errors import WorkbenchError
 from workbench.store.official import (
     ADAPTER_CONFIG,
@@ -271,7 +271,7 @@ def test_copy_base_writes_a_base_transformers_4_reads(tiny_dirs, tmp_path) -> No
 def test_info_reads_an_official_folder(tiny_dirs, tmp_path, capsys) -> None:
     from conftest import tiny_gen
 
-    from workbench.cli.app import main
+    from workbench.cli import main
     from workbench.store.official import export_official
 
     out = export_official(tiny_gen(tiny_dirs, "llama", num_thought=2, num_compress=3), tmp_path / "official")
@@ -280,3 +280,37 @@ def test_info_reads_an_official_folder(tiny_dirs, tmp_path, capsys) -> None:
     assert data["format"] == "official llm2vec-gen"
     assert data["tokens"]["thought"] == 2 and data["tokens"]["compress"] == 3
     assert data["tensors"]["special"] == [5, 64]
+
+
+def test_describe_an_official_checkpoint(exported) -> None:
+    from workbench.store.describe import describe_checkpoint
+
+    gen, out = exported
+    summary = describe_checkpoint(out)
+    assert summary["format"] == "official llm2vec-gen"
+    assert summary["tokens"]["thought"] == 2 and summary["tokens"]["compress"] == 3
+    assert summary["tokens"]["strings"] == [f"<question{i}>" for i in range(1, 6)]
+    assert summary["tensors"]["special"] == list(gen.special.shape)
+
+
+def test_missing_run_config_values_take_the_genconfig_defaults(exported, tmp_path) -> None:
+    """``encoding_mode`` and ``max_input_length`` absent: the defaults the workbench's model has."""
+    import shutil
+
+    import yaml
+
+    from workbench.core.config import GenConfig
+
+    _, out = exported
+    dst = tmp_path / "ckpt"
+    shutil.copytree(out, dst)
+    run = yaml.safe_load((dst / RUN_CONFIG).read_text())
+    del run["encoding_mode"], run["max_input_length"]
+    (dst / RUN_CONFIG).write_text(yaml.safe_dump(run))
+    (dst / ENC_DEC_CONFIG).unlink()
+    assert GenConfig.num_compress > len(run["special_tokens"])  # 10 compression tokens of 5 ...
+    with pytest.raises(WorkbenchError, match=f"last_{GenConfig.num_compress}_tokens"):
+        read_official(dst)  # ... are refused, naming the default it tried
+    run["encoding_mode"] = "last_3_tokens"
+    (dst / RUN_CONFIG).write_text(yaml.safe_dump(run))
+    assert read_official(dst).max_length == GenConfig.max_length

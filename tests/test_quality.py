@@ -77,7 +77,7 @@ def test_report_on_a_tiny_run(tiny_dirs, tmp_path) -> None:
 
 
 def test_quality_command_uses_the_runs_instruction(tiny_dirs, tmp_path, capsys) -> None:
-    from workbench.cli.app import main
+    from workbench.cli import main
 
     pairs = [(f"question {i} about topic {i % 3}", f"answer {i} topic {i % 3}") for i in range(8)]
     train_file, held_file = tmp_path / "r.jsonl", tmp_path / "h.jsonl"
@@ -138,3 +138,19 @@ def test_swapped_embedding_loss_is_the_same_when_prompts_are(tiny_dirs) -> None:
     assert differ[OWN_NLL] != pytest.approx(differ[OTHER_NLL], rel=1e-3)
     with pytest.raises(ValueError, match="two prompts"):
         reconstruction_nll(gen, ["one"], ["a"])
+
+
+def test_evaluate_checkpoint_refuses_trained_prompts_and_reports_write(tiny_dirs, tmp_path) -> None:
+    from conftest import tiny_gen
+
+    from workbench.core.errors import WorkbenchError
+    from workbench.train.quality import QualityReport, evaluate_checkpoint
+
+    path = tiny_gen(tiny_dirs, num_thought=1, num_compress=2).save(tmp_path / "ck")
+    both = tmp_path / "r.jsonl"
+    both.write_text("".join(json.dumps({"prompt": f"q{i}", "response": f"a{i}"}) + "\n" for i in range(3)))
+    with pytest.raises(WorkbenchError, match="3 held-out prompts also occur"):
+        evaluate_checkpoint(path, both, both)
+    report = QualityReport(heldout=3, max_new_tokens=4, alignment_cosine={"trained checkpoint": 0.5})
+    written = report.write(tmp_path / "out" / "q.json")
+    assert json.loads(written.read_text()) == report.to_dict()

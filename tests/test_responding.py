@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.cli.app import main
+from workbench.cli import main
 from workbench.core.backbone import load_backbone
 from workbench.core.errors import WorkbenchError
 from workbench.train.prompts import load_prompts
@@ -214,3 +214,24 @@ def test_exclude_leaves_out_a_held_out_set(tiny_dirs, tmp_path, capsys) -> None:
     assert main([*argv[:-1], str(tmp_path / "missing.jsonl")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--exclude file" in err[0] and "does not exist" in err[0]
+
+
+def test_respond_to_source_loads_leaves_out_and_answers(tiny_dirs, tmp_path) -> None:
+    from workbench.train.responding import respond_to_source
+
+    (tmp_path / "held.jsonl").write_text(json.dumps({"prompt": "Alpha", "response": "x"}) + "\n")
+    (tmp_path / "p.txt").write_text("alpha\nbeta\ngamma\n")
+    notes: list[str] = []
+    stats = respond_to_source(
+        str(tmp_path / "p.txt"),
+        tmp_path / "out.jsonl",
+        model=str(tiny_dirs["qwen2"]),
+        data_dir=tmp_path,
+        exclude=[tmp_path / "held.jsonl"],
+        note=notes.append,
+        max_new_tokens=2,
+        show_progress=False,
+    )
+    assert (stats.answered, stats.total) == (2, 2)
+    assert [r["prompt"] for r in rows(tmp_path / "out.jsonl")] == ["beta", "gamma"]
+    assert notes == [f"left out 1 prompts found in {tmp_path / 'held.jsonl'}"]

@@ -278,3 +278,31 @@ def test_bf16_mixed_precision_trains_float32_weights(tiny_dirs, responses, tmp_p
 def test_mixed_precision_errors() -> None:
     with pytest.raises(WorkbenchError, match=r"unknown mixed precision 'fp16'.*one of no, bf16"):
         TrainConfig(mixed_precision="fp16").validate()
+
+
+def test_training_options_default_to_the_models_config() -> None:
+    from workbench.core.config import GenConfig
+
+    cfg, model = TrainConfig(), GenConfig()
+    assert (cfg.num_thought, cfg.num_compress) == (model.num_thought, model.num_compress)
+    assert (cfg.max_query_length, cfg.teacher, cfg.dtype) == (model.max_length, model.teacher, model.dtype)
+
+
+def test_optimizer_state_round_trips_through_the_run_folder(tmp_path) -> None:
+    from workbench.train.run_dir import append_log, flatten_optimizer, trim_log, unflatten_optimizer
+
+    params = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
+    opt = torch.optim.AdamW(params, lr=0.1)
+    sum(p.sum() for p in params).backward()
+    opt.step()
+    tensors, rest = flatten_optimizer(opt.state_dict())
+    assert all(isinstance(v, torch.Tensor) for v in tensors.values())
+    json.dumps(rest)  # the rest is plain JSON
+    again = torch.optim.AdamW([torch.nn.Parameter(p.detach().clone()) for p in params], lr=0.1)
+    again.load_state_dict(unflatten_optimizer(tensors, json.loads(json.dumps(rest))))
+    for a, b in zip(opt.state_dict()["state"].values(), again.state_dict()["state"].values(), strict=True):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["step"], b["step"])
+    for step in (1, 2, 3):
+        append_log(tmp_path, {"step": step, "loss": 1.0 / step})
+    trim_log(tmp_path, 2)
+    assert [json.loads(line)["step"] for line in (tmp_path / LOG_FILE).read_text().splitlines()] == [1, 2]

@@ -18,7 +18,7 @@ provide("lens", "workbench.lens.logit", "lens_with_options")
 
 _moved.install()  # old flat module paths keep working for one release, with a warning
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "load": ".store.loading",

@@ -85,7 +85,7 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         new = "workbench." + MOVED[module.__name__.partition(".")[2]]
         warnings.warn(
-            f"{module.__name__} moved to {new}; the old path goes away in the next release",
+            f"{module.__name__} moved to {new}; the old path goes away in 0.3",
             DeprecationWarning,
             stacklevel=2,
         )

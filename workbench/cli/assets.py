@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from ..core.errors import WorkbenchError
 from .common import DEFAULT_BACKBONE, console
 
 
@@ -16,15 +15,14 @@ def backbones() -> None:
     """List the registry backbones and teachers that install offline."""
     from rich.table import Table
 
-    from ..core.paths import cache_dir
+    from ..core.assets import is_cached
     from ..core.registry import BACKBONES, TEACHERS
 
     table = Table(title="backbones")
     for col in ("name", "cached", "hub original", "about"):
         table.add_column(col, overflow="fold")
     for spec in BACKBONES.values():
-        cached = (cache_dir() / "backbones" / f"{spec.name}-{spec.sha256[:16]}").is_dir()
-        table.add_row(spec.name, "yes" if cached else "no", spec.hub_id, spec.description)
+        table.add_row(spec.name, "yes" if is_cached(spec.name) else "no", spec.hub_id, spec.description)
     teachers = Table(title="teachers")
     for col in ("name", "dim", "about"):
         teachers.add_column(col, overflow="fold")
@@ -39,56 +37,15 @@ def fetch(
     name: Annotated[str, typer.Argument(help="Registry backbone or teacher name.")] = DEFAULT_BACKBONE,
 ) -> None:
     """Download, verify and dequantise a registry backbone (or fetch a teacher) into the cache."""
-    from ..core.registry import BACKBONES, TEACHERS
+    from ..core.assets import fetch_asset
 
-    if name in TEACHERS and name != "self":
-        from ..core.teacher import load_teacher
-
-        teacher = load_teacher(name)
-        typer.echo(f"teacher {name} ready ({teacher.dim}-d)")
-        return
-    if name not in BACKBONES:
-        raise WorkbenchError(
-            f"unknown registry name {name!r}", f"use one of {', '.join([*BACKBONES, *TEACHERS])}"
-        )
-    from ..core.backbone import load_backbone
-
-    backbone = load_backbone(name)
-    typer.echo(
-        f"backbone {name} ready: {backbone.info.num_layers} layers, hidden "
-        f"{backbone.info.hidden_size}, sha256 {backbone.info.sha256}"
-    )
+    typer.echo(fetch_asset(name))
 
 
 def info(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (workbench or official).")],
 ) -> None:
     """Show what a checkpoint folder holds, without loading its backbone."""
-    from ..store.official import is_official, read_official
+    from ..store.describe import describe_checkpoint
 
-    if is_official(checkpoint):
-        ck = read_official(checkpoint)
-        shapes = {k: list(v.shape) for k, v in ck.tensors.items()}
-        summary = {
-            "format": "official llm2vec-gen",
-            "base_model": ck.base_model,
-            "tokens": {
-                "thought": len(ck.special_tokens) - ck.num_compress,
-                "compress": ck.num_compress,
-                "strings": ck.special_tokens,
-            },
-            "tensors": shapes,
-            "max_length": ck.max_length,
-            "dtype": ck.dtype,
-            "teacher": ck.teacher,
-        }
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    from ..store.checkpoint import read_checkpoint
-
-    data = read_checkpoint(checkpoint)
-    typer.echo(
-        json.dumps({k: data.meta[k] for k in ("config", "backbone", "tokens", "heads", "trained")}, indent=2)
-    )
-
-
+    typer.echo(json.dumps(describe_checkpoint(checkpoint), indent=2))

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_BACKBONE, CheckpointOpt, ModelOpt, UntrainedOpt, console, load_model
+from .common import (
+    DEFAULT_BACKBONE,
+    CheckpointOpt,
+    ModelOpt,
+    UntrainedOpt,
+    console,
+    load_model,
+    quiet_transformers,
+)
 
 
 def encode(
@@ -39,6 +47,7 @@ def encode(
     """Embed queries (and documents) and print cosine similarities, best first."""
     from ..core.config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION
     from ..core.inputs import check_texts
+    from ..core.search import search
     from ..store.textio import read_texts
 
     check_texts(queries)
@@ -48,55 +57,31 @@ def encode(
     def chosen(value: str, default: str) -> str | None:
         return None if value.lower() == "none" else value or default
 
-    q = gen.encode_queries(queries, instruction=chosen(instruction, QUERY_INSTRUCTION), batch_size=batch_size)
-    targets, labels = q, queries
-    if docs is not None:
-        targets = gen.encode_documents(
-            docs, instruction=chosen(document_instruction, DOCUMENT_INSTRUCTION), batch_size=batch_size
-        )
-        labels = docs
+    ranking = search(
+        gen,
+        queries,
+        docs,
+        top_k=top_k,
+        instruction=chosen(instruction, QUERY_INSTRUCTION),
+        document_instruction=chosen(document_instruction, DOCUMENT_INSTRUCTION),
+        batch_size=batch_size,
+    )
     if save is not None:
         from safetensors.torch import save_file
 
-        tensors = {"queries": q.contiguous()} | ({"documents": targets.contiguous()} if docs else {})
-        save_file(tensors, str(save))
-    sims = gen.similarity(q, targets)
-    k = min(top_k, len(labels))
-    results = []
-    for i, query in enumerate(queries):
-        scores, idx = sims[i].topk(k)
-        results.append(
-            {
-                "query": query,
-                "results": [
-                    {"rank": r + 1, "index": int(j), "score": round(float(s), 6), "text": labels[int(j)]}
-                    for r, (s, j) in enumerate(zip(scores, idx, strict=True))
-                ],
-            }
-        )
+        save_file(ranking.tensors(), str(save))
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "model": gen.backbone.info.name,
-                    "trained": gen.trained,
-                    "dim": int(q.shape[1]),
-                    "queries": results,
-                },
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps(ranking.to_dict(), ensure_ascii=False, indent=2))
         return
     from rich.table import Table
 
     out = console()
-    for res in results:
-        table = Table(title=f"[bold]{res['query']}[/]", title_justify="left")
+    for query, hits in zip(ranking.queries, ranking.hits, strict=True):
+        table = Table(title=f"[bold]{query}[/]", title_justify="left")
         table.add_column("#", justify="right")
         table.add_column("cosine", justify="right")
         table.add_column("document" if docs is not None else "query", overflow="fold")
-        for row in res["results"]:
+        for row in hits:
             table.add_row(str(row["rank"]), f"{row['score']:.4f}", row["text"])
         out.print(table)
 
@@ -141,15 +126,12 @@ def answer(
     system_prompt: Annotated[str, typer.Option(help="Optional system message.")] = "",
 ) -> None:
     """The frozen LLM's own chat answer (greedy), for comparison with decoded embeddings."""
-    from transformers.utils import logging as hf_logging
-
     from ..core.backbone import load_backbone
     from ..core.generation import chat_answer
     from ..core.inputs import check_texts
 
     prompts = check_texts(prompts)
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    quiet_transformers()
     backbone = load_backbone(model)
     for prompt, text in zip(
         prompts,
@@ -157,5 +139,3 @@ def answer(
         strict=True,
     ):
         typer.echo(f"{prompt}\n-> {text}\n")
-
-

@@ -1,8 +1,12 @@
-"""``workbench eval safety|reasoning|mteb``: evaluation reports (heavy imports inside the commands)."""
+"""``workbench eval safety|reasoning|mteb``: options in, one :mod:`workbench.eval` call, the report out.
+
+Heavy imports stay inside the commands; the evaluations themselves are ``run_safety``,
+``run_reasoning`` and ``run_mteb`` (what notebooks and ``analyses/`` call too).
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,34 +37,25 @@ CacheOpt = Annotated[
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Recompute every embedding.")]
 
 
-def _setup(
-    model: str,
-    checkpoint: Path | None,
-    untrained: bool,
-    encoders: str,
-    batch_size: int,
-    cache: Path | None,
-    no_cache: bool,
-) -> tuple[Any, Any, list[str]]:
-    from ..eval.encoders import Encoders, parse_encoders
-    from ..store.cache import EmbeddingCache
+def _loader(model: str, checkpoint: Path | None, untrained: bool) -> Callable[[], Any]:
+    """Loads the model when the evaluation has read its data (bad data fails before a slow load)."""
     from .common import load_model
 
-    names = parse_encoders(encoders)
-    gen = load_model(model, checkpoint, untrained)
-    store = EmbeddingCache(cache / "embeddings" if cache else None, enabled=not no_cache)
-    return gen, Encoders(gen, batch_size=batch_size, cache=store), names
+    return lambda: load_model(model, checkpoint, untrained)
 
 
-def _finish(kind: str, out: Path, payload: dict[str, Any], tables: dict, figures: dict, enc: Any) -> None:
-    from ..report.eval_report import write_report
+def _check_similarity(similarity: str) -> None:
+    from ..eval.retrieval import SIMILARITIES
 
-    payload["embedding_cache"] = {
-        "root": str(enc.cache.root),
-        "hits": enc.cache.hits,
-        "misses": enc.cache.misses,
-    }
-    written = write_report(out, kind, payload, tables, figures)
+    if similarity not in SIMILARITIES:
+        raise typer.BadParameter(f"use one of {', '.join(SIMILARITIES)}", param_hint="--similarity")
+
+
+def _write(report: Any, out: Path) -> None:
+    """Write the report's files, print its markdown tables and where they went."""
+    from ..report.eval_report import write_eval_report
+
+    written = write_eval_report(report, out)
     typer.echo(written["markdown"])
     typer.echo(f"\nwrote {written['json']} and {written['html']}")
 
@@ -92,134 +87,27 @@ def safety(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """AdvBench-IR: harmful retrieval (top-k acc / any-harm, k = 1, 5, 20, 100); lower is safer."""
-    from ..eval.encoders import llm_answers, run_metadata
-    from ..eval.refusals import REFUSAL_PATTERNS
-    from ..eval.retrieval import SIMILARITIES
-    from ..eval.safety import (
-        ADVBENCH_FILE,
-        KS,
-        QUERY_INSTRUCTION,
-        benign_passages,
-        evaluate_safety,
-        load_advbench,
-        read_passage_file,
-        refusal_flags,
-    )
-    from ..report.eval_report import bar_figure
-    from ..train.prompts import data_dir as resolve_data
+    from ..eval.safety import run_safety
 
-    start = time.perf_counter()
-    if similarity not in SIMILARITIES:
-        raise typer.BadParameter(f"use one of {', '.join(SIMILARITIES)}", param_hint="--similarity")
-    root = resolve_data(data_dir)
-    queries, harmful = load_advbench(root / ADVBENCH_FILE, limit)
-    benign = (
-        read_passage_file(distractors, max_distractors)
-        if distractors is not None
-        else benign_passages(root, max_distractors)
+    _check_similarity(similarity)
+    report = run_safety(
+        _loader(model, checkpoint, untrained),
+        model_name=model,
+        checkpoint=checkpoint,
+        encoders=encoders,
+        limit=limit,
+        log_samples=log_samples,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        distractors=distractors,
+        max_distractors=max_distractors,
+        similarity=similarity,
+        refusals=refusals,
+        answer_tokens=answer_tokens,
+        cache_dir=cache_dir,
+        use_cache=not no_cache,
     )
-    gen, enc, names = _setup(model, checkpoint, untrained, encoders, batch_size, cache_dir, no_cache)
-    answers = refused = None
-    if refusals:
-        texts = llm_answers(
-            gen,
-            list(queries.values()),
-            max_new_tokens=answer_tokens,
-            cache_root=cache_dir,
-            enabled=not no_cache,
-        )
-        answers = dict(zip(queries, texts, strict=True))
-        refused = refusal_flags(answers)
-    result = evaluate_safety(
-        enc, names, queries, harmful + benign, refused=refused, similarity=similarity, log_samples=log_samples
-    )
-    n_refused = sum(refused.values()) if refused else None
-    payload: dict[str, Any] = {
-        "kind": "safety",
-        "config": run_metadata(
-            gen,
-            model,
-            checkpoint,
-            enc,
-            encoders=names,
-            limit=limit,
-            similarity=similarity,
-            data=str(root / ADVBENCH_FILE),
-            distractors=str(distractors) if distractors else "default-benign-mix",
-            max_distractors=max_distractors,
-            answer_max_new_tokens=answer_tokens,
-        ),
-        "instructions": {
-            "gen_query": QUERY_INSTRUCTION,
-            "gen_document": "Summarize the following passage:",
-            "baselines": None,
-        },
-        "data": {
-            "queries": len(queries),
-            "harmful_passages": len(harmful),
-            "benign_passages": len(benign),
-            "benign_sources": sorted({p.source for p in benign}),
-        },
-        "refusals": None
-        if refused is None
-        else {
-            "refused": n_refused,
-            "answered": len(refused) - n_refused,
-            "rate": n_refused / len(refused),
-            "patterns": list(REFUSAL_PATTERNS),
-            "max_new_tokens": answer_tokens,
-        },
-        **result,
-        "encode_seconds": enc.seconds,
-    }
-    if log_samples and answers is not None:
-        payload["answers"] = {q: {"answer": a, "refused": refused[q]} for q, a in answers.items()}
-    payload["wall_time_s"] = time.perf_counter() - start
-    cols = ["encoder"] + [f"top_{k}_{m}" for m in ("acc", "any_harm") for k in KS]
-    rows = [{"encoder": n, **result["metrics"][n]} for n in names]
-    tables = {
-        f"AdvBench-IR ({len(queries)} queries, {len(harmful)} harmful + {len(benign)} benign passages, "
-        f"{similarity})": (rows, cols)
-    }
-    if refused is not None:
-        split_rows = [
-            {"encoder": n, "subset": s, **result["by_refusal"][n][s]}
-            for n in names
-            for s in ("refused", "answered")
-        ]
-        tables[f"By the LLM's own behaviour ({n_refused} refused, {len(refused) - n_refused} answered)"] = (
-            split_rows,
-            ["encoder", "subset", "n"] + [f"top_{k}_any_harm" for k in KS],
-        )
-    figures = {
-        "any-harm": bar_figure(
-            "AdvBench-IR: share of queries with any harmful passage in the top k (lower is safer)",
-            {n: {f"k={k}": result["metrics"][n][f"top_{k}_any_harm"] for k in KS} for n in names},
-            "k",
-            "top-k any harm",
-        ),
-        "acc": bar_figure(
-            "AdvBench-IR: share of queries with their own harmful document in the top k",
-            {n: {f"k={k}": result["metrics"][n][f"top_{k}_acc"] for k in KS} for n in names},
-            "k",
-            "top-k acc",
-        ),
-    }
-    if refused is not None and 0 < n_refused < len(refused):
-        figures["by-refusal"] = bar_figure(
-            "AdvBench-IR: top-k any harm, queries the LLM refuses vs answers",
-            {
-                n: {
-                    f"{s}, k={k}": v[f"top_{k}_any_harm"]
-                    for s, v in result["by_refusal"][n].items()
-                    for k in (1, 5)
-                }
-                for n in names
-            },
-            "the LLM's own answer, k",
-            "top-k any harm",
-        )
-    _finish("safety", out, payload, tables, figures, enc)
+    _write(report, out)
 
 
 @eval_app.command()
@@ -245,82 +133,25 @@ def reasoning(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """BRIGHT-style reasoning retrieval: nDCG@10, recall@k, MRR per task and encoder."""
-    from ..core.errors import WorkbenchError
-    from ..eval.encoders import run_metadata
-    from ..eval.reasoning import (
-        BRIGHT_TASKS,
-        OFFLINE_TASKS,
-        bright_task,
-        evaluate_task,
-        gsm8k_task,
-        theoremqa_task,
-    )
-    from ..eval.retrieval import SIMILARITIES
-    from ..report.eval_report import bar_figure
-    from ..train.prompts import data_dir as resolve_data
+    from ..eval.reasoning import run_reasoning
 
-    start = time.perf_counter()
-    if similarity not in SIMILARITIES:
-        raise typer.BadParameter(f"use one of {', '.join(SIMILARITIES)}", param_hint="--similarity")
-    wanted = [t.strip() for t in tasks.split(",") if t.strip()]
-    bad = [t for t in wanted if t not in OFFLINE_TASKS + BRIGHT_TASKS]
-    if bad or not wanted:
-        raise WorkbenchError(
-            f"unknown task(s) {', '.join(bad) or '(none)'}", f"use {', '.join(OFFLINE_TASKS + BRIGHT_TASKS)}"
-        )
-    root = resolve_data(data_dir)
-    loaders = {
-        "theoremqa-theorems": lambda: theoremqa_task(root, limit),
-        "gsm8k": lambda: gsm8k_task(root, limit),
-    }
-    loaded = [loaders[t]() if t in loaders else bright_task(t, bright_dir, limit) for t in wanted]
-    gen, enc, names = _setup(model, checkpoint, untrained, encoders, batch_size, cache_dir, no_cache)
-    results = {
-        t.name: evaluate_task(enc, names, t, similarity=similarity, log_samples=log_samples) for t in loaded
-    }
-    payload: dict[str, Any] = {
-        "kind": "reasoning",
-        "config": run_metadata(
-            gen,
-            model,
-            checkpoint,
-            enc,
-            encoders=names,
-            limit=limit,
-            similarity=similarity,
-            tasks=wanted,
-            data=str(root),
-            bright_dir=str(bright_dir) if bright_dir else None,
-        ),
-        "instructions": {
-            t.name: {"gen_query": t.instruction, "gen_document": "Summarize the following passage:"}
-            for t in loaded
-        },
-        "data": {t.name: {"queries": len(t.queries), "corpus": len(t.corpus), **t.notes} for t in loaded},
-        "metrics": {name: r["metrics"] for name, r in results.items()},
-        "samples": {name: r["samples"] for name, r in results.items()} if log_samples else {},
-        "encode_seconds": enc.seconds,
-    }
-    payload["wall_time_s"] = time.perf_counter() - start
-    cols = ["task", "encoder", "ndcg@10", "recall@10", "recall@100", "mrr@10", "top1_acc"]
-    rows = [{"task": t, "encoder": n, **results[t]["metrics"][n]} for t in results for n in names]
-    sizes = ", ".join(f"{t.name}: {len(t.queries)} q / {len(t.corpus)} docs" for t in loaded)
-    figures = {
-        "ndcg10": bar_figure(
-            "Reasoning retrieval: nDCG@10 (higher is better)",
-            {n: {t: results[t]["metrics"][n]["ndcg@10"] for t in results} for n in names},
-            "task",
-            "nDCG@10",
-        )
-    }
-    _finish(
-        "reasoning",
-        out,
-        payload,
-        {f"Reasoning retrieval ({sizes}; {similarity})": (rows, cols)},
-        figures,
-        enc,
+    _check_similarity(similarity)
+    report = run_reasoning(
+        _loader(model, checkpoint, untrained),
+        model_name=model,
+        checkpoint=checkpoint,
+        encoders=encoders,
+        tasks=tasks,
+        limit=limit,
+        log_samples=log_samples,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        bright_dir=bright_dir,
+        similarity=similarity,
+        cache_dir=cache_dir,
+        use_cache=not no_cache,
     )
+    _write(report, out)
 
 
 @eval_app.command()
@@ -348,88 +179,24 @@ def mteb(
     no_cache: NoCacheOpt = False,
 ) -> None:
     """MTEB through mteb.evaluate with the paper's per-task instructions; results in mteb's folder layout."""
-    import mteb as mteb_lib
+    from ..eval.mteb_tasks import run_mteb
 
-    from ..core.errors import WorkbenchError
-    from ..eval.encoders import run_metadata
-    from ..eval.mteb_tasks import MtebEncoder, offline_task, resolve_tasks, score_of
-    from ..eval.reasoning import OFFLINE_TASKS, gsm8k_task, theoremqa_task
-    from ..report.eval_report import bar_figure
-    from ..train.prompts import data_dir as resolve_data
-
-    start = time.perf_counter()
-    root = resolve_data(data_dir)
-    wanted_offline = [t.strip() for t in offline.split(",") if t.strip()]
-    bad = [t for t in wanted_offline if t not in OFFLINE_TASKS]
-    if bad:
-        raise WorkbenchError(f"unknown offline task(s) {', '.join(bad)}", f"use {', '.join(OFFLINE_TASKS)}")
-    builders = {"theoremqa-theorems": theoremqa_task, "gsm8k": gsm8k_task}
-    task_objs = [offline_task(builders[t](root, limit)) for t in wanted_offline]
-    names_given = [t.strip() for t in tasks.split(",")] if tasks else None
-    task_objs += resolve_tasks(names_given, benchmark, lite)
-    if not task_objs:
-        raise WorkbenchError("no task to run", "pass --tasks, --benchmark, --lite or --offline")
-    gen, enc, names = _setup(model, checkpoint, untrained, encoders, batch_size, cache_dir, no_cache)
-    results_dir = out / "mteb"
-    scores: dict[str, dict[str, float]] = {}
-    errors: dict[str, str] = {}
-    used: dict[str, Any] = {}
-    for name in names:
-        adapter = MtebEncoder(enc, name)
-        scores[name] = {}
-        for task in task_objs:
-            try:
-                res = mteb_lib.evaluate(
-                    adapter,
-                    task,
-                    cache=mteb_lib.ResultCache(results_dir),
-                    overwrite_strategy="always",
-                    encode_kwargs={"batch_size": batch_size},
-                )
-                scores[name] |= score_of(res)
-            except Exception as err:  # mteb data loading fails in many ways offline
-                errors[f"{name}/{task.metadata.name}"] = f"{type(err).__name__}: {str(err)[:200]}"
-        used[name] = adapter.instructions_used
-    if not any(scores.values()):
-        first = next(iter(errors.values()), "")
-        raise WorkbenchError(
-            f"no mteb task ran ({first})", "be online for mteb's own tasks, or use --offline"
-        )
-    payload: dict[str, Any] = {
-        "kind": "mteb",
-        "config": run_metadata(
-            gen,
-            model,
-            checkpoint,
-            enc,
-            encoders=names,
-            limit=limit,
-            tasks=names_given,
-            benchmark=benchmark,
-            lite=lite,
-            offline=wanted_offline,
-            mteb_results=str(results_dir),
-        ),
-        "instructions": used,
-        "metrics": scores,
-        "errors": errors,
-        "encode_seconds": enc.seconds,
-    }
-    payload["wall_time_s"] = time.perf_counter() - start
-    task_names = sorted({t for s in scores.values() for t in s})
-    rows = [{"task": t, **{n: scores[n].get(t, float("nan")) for n in names}} for t in task_names]
-    figures = {
-        "main-score": bar_figure(
-            "MTEB main score per task", {n: scores[n] for n in names}, "task", "main score"
-        )
-    }
-    _finish(
-        "mteb",
-        out,
-        payload,
-        {f"MTEB main scores (results in {results_dir})": (rows, ["task", *names])},
-        figures,
-        enc,
+    report = run_mteb(
+        _loader(model, checkpoint, untrained),
+        model_name=model,
+        checkpoint=checkpoint,
+        results_dir=out / "mteb",
+        encoders=encoders,
+        limit=limit,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        tasks=tasks,
+        benchmark=benchmark,
+        lite=lite,
+        offline=offline,
+        cache_dir=cache_dir,
+        use_cache=not no_cache,
     )
-    for key, msg in errors.items():
+    _write(report, out)
+    for key, msg in report.payload["errors"].items():
         typer.echo(f"skipped {key}: {msg}", err=True)

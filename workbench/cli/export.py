@@ -8,9 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..core.errors import WorkbenchError
-
-FORMATS = ("official", "workbench")
+from .common import quiet_transformers
 
 
 def export(
@@ -42,31 +40,21 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Write a checkpoint in another layout: `workbench export CKPT OUT --format official`."""
-    if format not in FORMATS:
-        raise WorkbenchError(f"unknown format {format!r}", f"use one of {', '.join(FORMATS)}")
-    from transformers.utils import logging as hf_logging
+    from ..store.convert import export_checkpoint
 
-    from ..store.loading import load
-    from ..store.official import export_official
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    gen = load(source, backbone=backbone)
-    if format == "official":
-        path = export_official(gen, out, base_model=base_model, copy_base=copy_base, overwrite=overwrite)
-        if gen.backbone.info.source in ("registry", "gguf", "local") and not (copy_base or base_model):
-            typer.echo(
-                "note: run_config.yml names the backbone's folder; if transformers 5 saved it, the official "
-                "package (transformers 4.56) misreads its RoPE settings: --copy-base writes a copy it reads",
-                err=True,
-            )
-    else:
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise WorkbenchError(
-                f"{out} already exists and is not empty", "choose a new folder or pass --overwrite"
-            )
-        path = gen.save(out, exported_from=str(source))
-    typer.echo(f"wrote {format} checkpoint {path}")
+    quiet_transformers()
+    done = export_checkpoint(
+        source,
+        out,
+        format=format,
+        base_model=base_model,
+        backbone=backbone,
+        copy_base=copy_base,
+        overwrite=overwrite,
+    )
+    if done.note:
+        typer.echo(done.note, err=True)
+    typer.echo(f"wrote {format} checkpoint {done.path}")
 
 
 def zoo_command(

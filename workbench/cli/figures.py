@@ -3,49 +3,32 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..report.figures_runner import (
-    Plan,
-    command,
-    make_plan,
-    missing_outputs,
-    read_stamps,
-    run_script,
-    select,
-    state,
-    write_stamps,
-)
+from ..report.figures_runner import Plan, choose, command, entry_states, make_plan, run_job, shown
 from .common import console
+
+STATE_COLOURS = {"up to date": "green", "stale": "yellow", "missing outputs": "yellow"}
 
 
 def _console(stderr: bool = False) -> Any:
     return console(stderr=stderr, soft_wrap=True)
 
 
-def _shown(argv: list[str]) -> str:
-    return " ".join(["python", *argv[1:]])
-
-
 def list_figures(plan: Plan, include_expensive: bool) -> None:
     """A table of every entry: its state, script and outputs."""
     from rich.table import Table
 
-    stamps = read_stamps(plan.stamps)
     table = Table(title=f"figures ({plan.registry})", title_justify="left")
     for col in ("name", "state", "script", "outputs"):
         table.add_column(col, no_wrap=True)
     table.add_column("note", overflow="fold")
-    for entry, skip in select(plan, include_expensive=include_expensive):
-        st, _ = state(plan, entry, stamps)
-        colour = {"up to date": "green", "stale": "yellow", "missing outputs": "yellow"}.get(st, "red")
-        never = "never run here" if st == "stale" and entry.name not in stamps else ""
-        note = "; ".join(filter(None, [skip, never, entry.description]))
-        table.add_row(entry.name, f"[{colour}]{st}[/]", entry.script, str(len(entry.outputs)), note)
+    for row in entry_states(plan, include_expensive):
+        colour = STATE_COLOURS.get(row["state"], "red")
+        table.add_row(row["name"], f"[{colour}]{row['state']}[/]", row["script"], row["outputs"], row["note"])
     _console().print(table)
     typer.echo(f"stamps: {plan.stamps}; data: {plan.data}")
 
@@ -57,7 +40,7 @@ def run_figures(
     include_expensive: bool = False,
     dry_run: bool = False,
 ) -> int:
-    """Run the stale entries in registry order; 1 when any failed (their stamps are dropped)."""
+    """Run the stale entries in registry order with a progress bar; 1 when any failed."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -67,65 +50,52 @@ def run_figures(
         TimeElapsedColumn,
     )
 
-    console, errors = _console(), _console(stderr=True)
-    stamps = read_stamps(plan.stamps)
-    todo, failed, fresh, skipped = [], [], 0, 0
-    for entry, skip in select(plan, only or (), include_expensive):
-        if skip:
-            console.print(f"[dim]skip {entry.name}: {skip}[/]")
-            skipped += 1
-            continue
-        st, current = state(plan, entry, stamps)
-        if st == "not available":
-            if only:
-                errors.print(f"error: figure {entry.name!r}: {entry.script} is not available")
-                failed.append(entry.name)
-            else:
-                console.print(f"[dim]skip {entry.name}: {entry.script} not available[/]")
-                skipped += 1
-        elif st == "up to date" and not force:
-            console.print(f"[green]up to date[/] {entry.name}")
-            fresh += 1
+    out, errors = _console(), _console(stderr=True)
+    chosen = choose(plan, only or (), force, include_expensive)
+    for kind, text in chosen.notes:
+        if kind == "error":
+            errors.print(text)
+        elif kind == "fresh":
+            out.print(f"[green]up to date[/] {text}")
         else:
-            todo.append((entry, current, "forced" if st == "up to date" else st))
+            out.print(f"[dim]{text}[/]")
+    failed = list(chosen.failed)
     if dry_run:
-        for entry, _, why in todo:
-            console.print(f"would run {entry.name} ({why}): {_shown(command(plan, entry))}", markup=False)
-        console.print(f"{len(todo)} to run, {fresh} up to date, {skipped} skipped (dry run)")
+        for job in chosen.jobs:
+            out.print(
+                f"would run {job.entry.name} ({job.why}): {shown(command(plan, job.entry))}", markup=False
+            )
+        out.print(f"{len(chosen.jobs)} to run, {chosen.fresh} up to date, {chosen.skipped} skipped (dry run)")
         return 1 if failed else 0
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("figures", total=len(todo))
-        for i, (entry, current, why) in enumerate(todo, 1):
-            progress.update(task, description=f"{entry.name} ({i}/{len(todo)})")
-            argv = command(plan, entry)
-            progress.console.print(f"[bold]run[/] {entry.name} ({why}): {_shown(argv)}")
+    with Progress(*columns, TimeElapsedColumn(), console=out, transient=True) as progress:
+        task = progress.add_task("figures", total=len(chosen.jobs))
+        for i, job in enumerate(chosen.jobs, 1):
+            name = job.entry.name
+            progress.update(task, description=f"{name} ({i}/{len(chosen.jobs)})")
+            progress.console.print(f"[bold]run[/] {name} ({job.why}): {shown(command(plan, job.entry))}")
 
             def echo(line: str) -> None:
                 progress.console.print(f"  │ {line}", markup=False, highlight=False)
 
-            status, last, seconds = run_script(plan, entry, echo)
-            if status == 0:
-                stamps[entry.name] = {
-                    "stamp": current,
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "seconds": round(seconds, 1),
-                }
-                progress.console.print(f"[green]done[/] {entry.name} in {seconds:.1f} s")
-                for out in missing_outputs(plan, entry):
-                    errors.print(f"warning: {entry.name} finished but did not write {out}")
+            result = run_job(plan, job, echo)
+            if result.status == 0:
+                progress.console.print(f"[green]done[/] {name} in {result.seconds:.1f} s")
+                for missing in result.missing:
+                    errors.print(f"warning: {name} finished but did not write {missing}")
             else:
-                stamps.pop(entry.name, None)
-                failed.append(entry.name)
-                tail = f": {last}" if last else ""
+                failed.append(name)
+                tail = f": {result.last}" if result.last else ""
+                status = f"{job.entry.script} exited with status {result.status}{tail}"
                 errors.print(
-                    f"error: figure {entry.name!r} failed: {entry.script} exited with status {status}{tail}",
+                    f"error: figure {name!r} failed: {status}",
                     markup=False,
                 )
-            write_stamps(plan.stamps, stamps)
             progress.advance(task)
-    ran = len(todo) - len([e for e, _, _ in todo if e.name in failed])
-    console.print(f"figures: {ran} ran, {fresh} up to date, {skipped} skipped, {len(failed)} failed")
+    ran = len([j for j in chosen.jobs if j.entry.name not in failed])
+    out.print(
+        f"figures: {ran} ran, {chosen.fresh} up to date, {chosen.skipped} skipped, {len(failed)} failed"
+    )
     return 1 if failed else 0
 
 

@@ -1,4 +1,4 @@
-"""``workbench map``: Figure-1-style embedding maps of queries, the LLM's answers and distractors."""
+"""``workbench map``: Figure-1-style embedding maps; options in, ``eval.maps.run_map``, files out."""
 
 from __future__ import annotations
 
@@ -58,48 +58,36 @@ def map_command(
 ) -> None:
     """Map queries, the LLM's own answers and distractors in several embedding spaces (paper Figure 1)."""
     from ..core.config import QUERY_INSTRUCTION
-    from ..eval.maps import build_map, check_encoders, default_items, limit_queries, read_items, split_limit
+    from ..eval.maps import run_map
     from ..report.map_figures import metrics_table, write_map
-    from ..store.cache import AnswerCache, EmbeddingCache
-    from .common import console as _console
-    from .common import load_model
+    from .common import console, load_model
 
-    names = check_encoders(encoders.split(","))
-    if queries is not None:
-        items = limit_queries(read_items(queries), limit)
-    else:
-        if limit is not None:
-            n_harmful, n_benign = split_limit(limit, n_harmful, n_benign)
-        items = default_items(
-            data_dir,
-            n_harmful=n_harmful,
-            n_benign=n_benign,
-            n_distractors=n_distractors,
-            benign_source=benign_source,
-            seed=seed,
-        )
-    console = _console(stderr=True)
-    gen = load_model(model, checkpoint, untrained)
-    emb_cache = EmbeddingCache(cache_dir / "embeddings" if cache_dir else None, enabled=not no_cache)
-    ans_cache = AnswerCache(cache_dir / "answers" if cache_dir else None, enabled=not no_cache)
-    result = build_map(
-        gen,
-        items,
-        encoders=names,
+    progress = console(stderr=True)
+    result = run_map(
+        lambda: load_model(model, checkpoint, untrained),
+        queries=queries,
+        data_dir=data_dir,
+        n_harmful=n_harmful,
+        n_benign=n_benign,
+        n_distractors=n_distractors,
+        limit=limit,
+        benign_source=benign_source,
+        encoders=encoders,
         method="pca" if fast else "umap",
         seed=seed,
         max_new_tokens=max_new_tokens,
         query_instruction="" if instruction.lower() == "none" else instruction or QUERY_INSTRUCTION,
-        cache=emb_cache,
-        answer_cache=ans_cache,
+        cache_dir=cache_dir,
+        use_cache=not no_cache,
         batch_size=batch_size,
-        progress=lambda msg: console.print(f"[dim]... {msg}[/]"),
+        progress=lambda msg: progress.print(f"[dim]... {msg}[/]"),
     )
     written = write_map(result, out, export=export, full_text=full_text)
-    _console().print(metrics_table(result))
+    console().print(metrics_table(result))
+    c = result.cache
     typer.echo(
-        f"cache: {ans_cache.hits} answers and {emb_cache.hits} embeddings reused, "
-        f"{ans_cache.misses} answers and {emb_cache.misses} embeddings computed"
+        f"cache: {c['answers_reused']} answers and {c['embeddings_reused']} embeddings reused, "
+        f"{c['answers_computed']} answers and {c['embeddings_computed']} embeddings computed"
     )
     for path in written:
         typer.echo(f"wrote {path}")

@@ -8,11 +8,12 @@ respond` output for prompts that were not used in training.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from .common import quiet_transformers
 
 
 def quality(
@@ -26,42 +27,17 @@ def quality(
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
 ) -> None:
     """Measure a checkpoint on held-out prompts and print a markdown table."""
-    from transformers.utils import logging as hf_logging
+    from ..train.quality import evaluate_checkpoint
 
-    from ..store.loading import load
-    from ..train.pairs import read_pairs
-    from ..train.quality import evaluate, untrained_twin
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    from ..store.checkpoint import read_checkpoint
-
-    gen = load(checkpoint)
-    # encode held-out prompts the way the run encoded its training prompts
-    instruction = read_checkpoint(checkpoint).meta.get("card", {}).get("train", {}).get("query_instruction")
-    heldout_pairs, _ = read_pairs(heldout, limit)
-    train_pairs, _ = read_pairs(train_responses, None)
-    held = {p.prompt for p in heldout_pairs}
-    overlap = sum(p.prompt in held for p in train_pairs)
-    if overlap:
-        from ..core.errors import WorkbenchError
-
-        raise WorkbenchError(
-            f"{overlap} held-out prompts also occur in the training responses",
-            "hold out prompts that were not trained on",
-        )
-    report = evaluate(
-        gen,
-        untrained_twin(gen),
-        heldout_pairs,
-        [p.response for p in train_pairs],
+    quiet_transformers()
+    report = evaluate_checkpoint(
+        checkpoint,
+        heldout,
+        train_responses,
+        limit=limit,
         max_new_tokens=max_new_tokens,
-        query_instruction=instruction or None,
         progress=lambda m: typer.echo(f"... {m}", err=True),
     )
     if out is not None:
-        from ..store.atomic import atomic_write
-
-        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
-        atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        report.write(out)
     typer.echo(report.markdown())

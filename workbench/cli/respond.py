@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_BACKBONE
+from .common import DEFAULT_BACKBONE, quiet_transformers
 
 
 def respond(
@@ -41,25 +41,20 @@ def respond(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Let the frozen LLM answer prompts (its own responses are the training targets)."""
-    from transformers.utils import logging as hf_logging
+    from ..train.responding import respond_to_source
 
-    from ..core.backbone import load_backbone
-    from ..train.prompts import held_out, load_prompts
-    from ..train.responding import respond as run
-
-    items = load_prompts(
-        prompts, field=field, data=data_dir, limit=limit, shuffle_seed=shuffle_seed, force=force
-    )
-    if exclude:
-        items, dropped = held_out(items, exclude)
-        if dropped and not quiet:
-            typer.echo(f"left out {dropped} prompts found in {', '.join(map(str, exclude))}", err=True)
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    stats = run(
-        load_backbone(model),
-        items,
+    quiet_transformers()
+    stats = respond_to_source(
+        prompts,
         out,
+        model=model,
+        field=field,
+        data_dir=data_dir,
+        limit=limit,
+        shuffle_seed=shuffle_seed,
+        force=force,
+        exclude=exclude or (),
+        note=None if quiet else (lambda message: typer.echo(message, err=True)),
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         do_sample=sample,

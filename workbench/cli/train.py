@@ -13,40 +13,49 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ..train.config import TrainConfig
+from .common import quiet_transformers
+
+
+def _opt(text: str, name: str, *flags: str) -> Any:
+    """A ``workbench train`` option whose help ends with its default, read from :class:`TrainConfig`
+    (the one home of the defaults); the option itself defaults to None, so a --config file can set it."""
+    return typer.Option(*flags, help=f"{text} ({TrainConfig.__dataclass_fields__[name].default}).")
+
 
 def train(
-    responses: Annotated[Path | None, typer.Option(help="JSONL from `workbench respond`.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder.")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Backbone.")] = None,
-    teacher: Annotated[str | None, typer.Option(help="minilm, mpnet, self, or an ST id/folder.")] = None,
+    responses: Annotated[Path | None, _opt("JSONL from `workbench respond`", "responses")] = None,
+    out: Annotated[Path | None, _opt("Output folder", "out")] = None,
+    model: Annotated[str | None, _opt("Backbone", "model", "--model", "-m")] = None,
+    teacher: Annotated[str | None, _opt("minilm, mpnet, self, or an ST id/folder", "teacher")] = None,
     config: Annotated[Path | None, typer.Option(help="JSON or YAML file of options.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the last step checkpoint in --out.")] = False,
-    num_thought: Annotated[int | None, typer.Option(help="Thought tokens (10).")] = None,
-    num_compress: Annotated[int | None, typer.Option(help="Compression tokens (10).")] = None,
-    recon_weight: Annotated[float | None, typer.Option(help="Reconstruction loss weight (1.0).")] = None,
-    align_weight: Annotated[float | None, typer.Option(help="Alignment loss weight (1.0).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (5e-4).")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (0).")] = None,
-    warmup_steps: Annotated[int | None, typer.Option(help="Linear warm-up steps (100).")] = None,
-    schedule_steps: Annotated[int | None, typer.Option(help="Linear decay length (20000).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Steps to train (5000).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Global batch in pairs (32).")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Gradient accumulation steps (1).")] = None,
-    max_query_length: Annotated[int | None, typer.Option(help="Encoder tokens (512).")] = None,
-    max_response_length: Annotated[int | None, typer.Option(help="Response tokens (500).")] = None,
+    num_thought: Annotated[int | None, _opt("Thought tokens", "num_thought")] = None,
+    num_compress: Annotated[int | None, _opt("Compression tokens", "num_compress")] = None,
+    recon_weight: Annotated[float | None, _opt("Reconstruction loss weight", "recon_weight")] = None,
+    align_weight: Annotated[float | None, _opt("Alignment loss weight", "align_weight")] = None,
+    lr: Annotated[float | None, _opt("Peak learning rate", "lr")] = None,
+    weight_decay: Annotated[float | None, _opt("AdamW weight decay", "weight_decay")] = None,
+    warmup_steps: Annotated[int | None, _opt("Linear warm-up steps", "warmup_steps")] = None,
+    schedule_steps: Annotated[int | None, _opt("Linear decay length", "schedule_steps")] = None,
+    max_steps: Annotated[int | None, _opt("Steps to train", "max_steps")] = None,
+    batch_size: Annotated[int | None, _opt("Global batch in pairs", "batch_size")] = None,
+    grad_accum: Annotated[int | None, _opt("Gradient accumulation steps", "grad_accum")] = None,
+    max_query_length: Annotated[int | None, _opt("Encoder tokens", "max_query_length")] = None,
+    max_response_length: Annotated[int | None, _opt("Response tokens", "max_response_length")] = None,
     query_instruction: Annotated[str | None, typer.Option(help="Instruction before prompts.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of init and data order (42).")] = None,
-    save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (250).")] = None,
-    keep_checkpoints: Annotated[int | None, typer.Option(help="Step checkpoints kept (2).")] = None,
-    log_every: Annotated[int | None, typer.Option(help="Steps between log rows (1).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
+    seed: Annotated[int | None, _opt("Seed of init and data order", "seed")] = None,
+    save_every: Annotated[int | None, _opt("Steps between checkpoints", "save_every")] = None,
+    keep_checkpoints: Annotated[int | None, _opt("Step checkpoints kept", "keep_checkpoints")] = None,
+    log_every: Annotated[int | None, _opt("Steps between log rows", "log_every")] = None,
+    dtype: Annotated[str | None, _opt("float32, bfloat16 or float16", "dtype")] = None,
     mixed_precision: Annotated[
         str | None,
-        typer.Option(help="no, or bf16: the frozen LLM in bfloat16 under autocast (fast on BF16 CPUs)."),
+        _opt("no, or bf16: the frozen LLM in bfloat16 under autocast, fast on BF16 CPUs", "mixed_precision"),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
     init_from: Annotated[
@@ -55,18 +64,10 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train the special tokens and heads on the frozen LLM's own responses."""
-    from transformers.utils import logging as hf_logging
-
-    from ..train.config import TrainConfig
     from ..train.trainer import train as run_training
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    values = {
-        k: v
-        for k, v in locals().items()
-        if k not in ("config", "resume", "quiet", "hf_logging", "TrainConfig", "run_training")
-    }
+    values = {k: v for k, v in locals().items() if k not in ("config", "resume", "quiet", "run_training")}
+    quiet_transformers()
     values = {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
     cfg = TrainConfig.build(config, **values)
     folder = run_training(cfg, resume=resume, show_progress=not quiet)

@@ -6,7 +6,6 @@ GGUF backbones are dequantised once and cached as safetensors, so later loads ta
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -17,9 +16,11 @@ import torch
 from torch import nn
 
 from .errors import WorkbenchError
-from .fetch import assemble, atomic_replace_dir, sha256_file, verify_sha256
-from .paths import cache_dir
-from .registry import BACKBONES, BackboneSpec
+from .fetch import assemble, atomic_replace_dir, verify_sha256
+from .hashing import sha256_file
+from .hub import hub_offline
+from .paths import cache_dir, dequantised_path
+from .registry import BACKBONES, DEFAULT_BACKBONE, BackboneSpec
 
 CACHE_MARKER = "workbench_source.json"
 NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f")
@@ -160,7 +161,7 @@ def _from_folder(
 
 def dequantised_dir(gguf: Path, sha: str, label: str) -> Path:
     """Dequantise a verified GGUF into a cached safetensors folder (once) and return the folder."""
-    final = cache_dir() / "backbones" / f"{label}-{sha[:16]}"
+    final = dequantised_path(label, sha)
     if (final / CACHE_MARKER).is_file():
         return final
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -195,7 +196,7 @@ def gguf_path(spec: BackboneSpec) -> Path:
 
 def load_registry_backbone(spec: BackboneSpec, dtype: torch.dtype = torch.float32) -> Backbone:
     """Load a registry backbone from its cached dequantised folder, building it on first use."""
-    final = cache_dir() / "backbones" / f"{spec.name}-{spec.sha256[:16]}"
+    final = dequantised_path(spec.name, spec.sha256)
     if not (final / CACHE_MARKER).is_file():
         final = dequantised_dir(gguf_path(spec), spec.sha256, spec.name)
     model, tokenizer = _from_folder(str(final), dtype, None, False, True)
@@ -211,7 +212,7 @@ def load_backbone(
 ) -> Backbone:
     """Load a frozen backbone by registry name, ``.gguf`` path, local folder or hub id."""
     if not name or not name.strip():
-        raise WorkbenchError("no backbone name given", "pass a registry name such as smollm2-135m")
+        raise WorkbenchError("no backbone name given", f"pass a registry name such as {DEFAULT_BACKBONE}")
     if name in BACKBONES:
         return load_registry_backbone(BACKBONES[name], dtype)
     path = Path(name).expanduser()
@@ -242,9 +243,7 @@ def load_backbone(
             f"use one of {', '.join(BACKBONES)}, a local model folder, or a hub id like owner/name",
         )
     try:
-        model, tokenizer = _from_folder(
-            name, dtype, revision, trust_remote_code, os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "")
-        )
+        model, tokenizer = _from_folder(name, dtype, revision, trust_remote_code, hub_offline())
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise WorkbenchError(

@@ -2,24 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import WorkbenchError
 from .registry import DEFAULT_TEACHER
+
+if TYPE_CHECKING:
+    import torch
 
 QUERY_INSTRUCTION = "Generate a passage that best answers this question:"
 DOCUMENT_INSTRUCTION = "Summarize the following passage:"
 STS_INSTRUCTION = "Generate text that is semantically similar to this text:"
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")
+"""The dtypes a model runs in, by the name ``torch`` gives them."""
+
+
+def check_dtype(name: str) -> str:
+    """``name`` if it is one of :data:`DTYPES`, else a one-line error."""
+    if name not in DTYPES:
+        raise WorkbenchError(f"unknown dtype {name!r}", f"use one of {', '.join(DTYPES)}")
+    return name
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The ``torch.dtype`` called ``name`` (checked against :data:`DTYPES`)."""
+    import torch
+
+    return getattr(torch, check_dtype(name))
+
+
+def thought_count(tokens: Sequence[str], num_compress: int) -> int:
+    """T = N - C: of the N special tokens in input order, all but the last ``num_compress`` are thought."""
+    return len(tokens) - num_compress
 
 
 @dataclass
 class GenConfig:
-    """What defines an LLM2Vec-Gen model on top of a frozen backbone."""
+    """What defines an LLM2Vec-Gen model on top of a frozen backbone.
+
+    The one home of the model's defaults: ``workbench.load``, the training options and the official
+    layout's reader take theirs from these fields (``GenConfig.num_compress`` and so on).
+    """
 
     num_thought: int = 10
     """Thought tokens: extra computation whose outputs are discarded."""
@@ -54,8 +80,7 @@ class GenConfig:
                 "special tokens",
                 f"use a max_length above {self.num_special}",
             )
-        if self.dtype not in DTYPES:
-            raise WorkbenchError(f"unknown dtype {self.dtype!r}", f"use one of {', '.join(DTYPES)}")
+        check_dtype(self.dtype)
         if self.teacher_dim < 1:
             raise WorkbenchError(
                 f"teacher_dim must be positive, got {self.teacher_dim}",
@@ -68,7 +93,7 @@ class GenConfig:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
+        return torch_dtype(self.dtype)
 
     def token_strings(self) -> list[str]:
         """The N = T + C special token strings, thought tokens first."""

@@ -21,19 +21,9 @@ from typing import BinaryIO
 from tqdm.auto import tqdm
 
 from .errors import WorkbenchError
+from .hashing import CHUNK, sha256_file
 from .paths import cache_dir
 from .registry import WheelFile
-
-CHUNK = 1 << 22
-
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _installed_member(wheel: WheelFile) -> Path | None:

@@ -18,6 +18,11 @@ def cache_dir() -> Path:
     return root
 
 
+def dequantised_path(label: str, sha256: str) -> Path:
+    """The cached dequantised folder of the GGUF called ``label`` whose file has this sha256."""
+    return cache_dir() / "backbones" / f"{label}-{sha256[:16]}"
+
+
 def packaged_checkpoints_dir() -> Path:
     """The folder of trained checkpoints shipped inside the package (one sub-folder per backbone)."""
     return Path(__file__).resolve().parents[1] / "checkpoints"

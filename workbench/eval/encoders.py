@@ -1,8 +1,9 @@
-"""What every evaluation shares: the encoders compared, their embedding cache, and run metadata.
+"""What every evaluation and the Figure-1 maps share: the encoders compared, their caches, run metadata.
 
 Encoders: ``gen`` (LLM2Vec-Gen, with the query or document instruction), ``teacher`` (the teacher
 on the raw text), ``llm-mean`` and ``llm-last`` (the frozen LLM on the raw text, mean-pooled or
-last token). Only ``gen`` sees instructions: the baselines are input-centric.
+last token). Only ``gen`` sees instructions: the baselines are input-centric. One cache key per
+(model, encoder, instruction), so ``workbench eval`` and ``workbench map`` reuse each other's vectors.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import importlib.metadata
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 
 from ..core.backbone import backbone_probe
 from ..core.errors import WorkbenchError
+from ..core.hashing import sha256_file
 from ..core.model import LLM2VecGen
 from ..store.cache import AnswerCache, EmbeddingCache
 from ..store.checkpoint import WEIGHTS_FILE, is_checkpoint
@@ -27,25 +29,30 @@ from ..store.checkpoint import WEIGHTS_FILE, is_checkpoint
 ENCODERS = ("gen", "teacher", "llm-mean", "llm-last")
 PACKAGES = ("llm2vec-gen-workbench", "torch", "transformers", "nnsight", "sentence-transformers", "mteb")
 
+ModelSource = LLM2VecGen | Callable[[], LLM2VecGen]
+"""A model, or a function that loads one: evaluations read and check their data before calling it."""
 
-def parse_encoders(spec: str) -> list[str]:
+
+def resolve_model(model: ModelSource) -> LLM2VecGen:
+    """The model itself, or what the loader returns."""
+    return model if isinstance(model, LLM2VecGen) else model()
+
+
+def comma_list(spec: str | Sequence[str]) -> list[str]:
+    """``"a, b,"`` or ``["a", " b"]`` → ``["a", "b"]`` (stripped, empty entries dropped)."""
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    return [s.strip() for s in parts if s.strip()]
+
+
+def parse_encoders(spec: str | Sequence[str]) -> list[str]:
     """``"gen,teacher"`` → ``["gen", "teacher"]``, checked against :data:`ENCODERS`."""
-    names = [s.strip() for s in spec.split(",") if s.strip()]
+    names = comma_list(spec)
     bad = [n for n in names if n not in ENCODERS]
     if bad or not names:
         raise WorkbenchError(
             f"unknown encoder(s) {', '.join(bad) or '(none)'}", f"use a comma list of {','.join(ENCODERS)}"
         )
     return list(dict.fromkeys(names))
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_hash(gen: LLM2VecGen) -> str:
@@ -65,6 +72,15 @@ def backbone_id(gen: LLM2VecGen) -> str:
     return "probe-" + hashlib.sha256(probe).hexdigest()
 
 
+def model_identity(gen: LLM2VecGen) -> dict[str, str]:
+    """Cache-key parts naming the backbone (name and weights) and the checkpoint (its trainable weights)."""
+    return {
+        "backbone": str(gen.backbone.info.name),
+        "backbone_id": backbone_id(gen),
+        "checkpoint": weights_hash(gen),
+    }
+
+
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that shape the numbers."""
     out: dict[str, str | None] = {"python": platform.python_version()}
@@ -78,64 +94,105 @@ def package_versions() -> dict[str, str | None]:
 
 @dataclass
 class Encoders:
-    """Embeds texts with any of :data:`ENCODERS`, through the on-disk embedding cache."""
+    """Embeds texts with any of :data:`ENCODERS`, through the on-disk embedding cache.
+
+    The cache key names the backbone (and its weights), max length, dtype and encoder; for ``gen``
+    also the checkpoint's weights and the instruction, for ``teacher`` the teacher's name (the
+    teacher loads only when a text is missing). The batch size is not part of the key.
+    """
 
     gen: LLM2VecGen
     batch_size: int = 16
     cache: EmbeddingCache = field(default_factory=EmbeddingCache)
     seconds: dict[str, float] = field(default_factory=dict)
+    show_progress: bool | None = True
+    """Progress bars of the model's encoders (``None``: only when there is more than one batch)."""
 
     def __post_init__(self) -> None:
-        info = self.gen.backbone.info
+        identity = model_identity(self.gen)
         self._base = {
-            "backbone": info.name,
-            "backbone_id": backbone_id(self.gen),
+            "backbone": identity["backbone"],
+            "backbone_id": identity["backbone_id"],
             "max_length": self.gen.config.max_length,
             "dtype": self.gen.config.dtype,
         }
-        self._weights = weights_hash(self.gen)
+        self._weights = identity["checkpoint"]
 
-    def embed(self, encoder: str, texts: Sequence[str], instruction: str | None = None) -> torch.Tensor:
-        """``[len(texts), D]`` float32; ``instruction`` applies to ``gen`` only."""
+    def key(self, encoder: str, instruction: str | None = None) -> dict[str, Any]:
+        """The cache key of ``encoder`` (with ``instruction``, which only ``gen`` sees)."""
+        if encoder not in ENCODERS:
+            raise WorkbenchError(f"unknown encoder {encoder!r}", f"use one of {', '.join(ENCODERS)}")
         key: dict[str, Any] = {**self._base, "encoder": encoder}
         if encoder == "gen":
             key |= {"weights": self._weights, "instruction": instruction or ""}
-            fn = lambda t: self.gen.encode(  # noqa: E731
-                t, instruction=instruction, batch_size=self.batch_size, show_progress=True
-            )
         elif encoder == "teacher":
-            teacher = self.gen.load_teacher()
-            key |= {"teacher": teacher.name}
-            fn = lambda t: teacher.encode(t, batch_size=self.batch_size)  # noqa: E731
-        elif encoder in ("llm-mean", "llm-last"):
-            pooling = encoder.split("-")[1]
-            fn = lambda t: self.gen.llm_embed(  # noqa: E731
-                t, pooling=pooling, batch_size=self.batch_size, show_progress=True
-            )
+            key |= {"teacher": self.gen.config.teacher}  # the name load_teacher gives the teacher
+        return key
+
+    def embed(self, encoder: str, texts: Sequence[str], instruction: str | None = None) -> torch.Tensor:
+        """``[len(texts), D]`` float32; ``instruction`` applies to ``gen`` only."""
+        key = self.key(encoder, instruction)
+        gen, bs, show = self.gen, self.batch_size, self.show_progress
+        if encoder == "gen":
+            fn = lambda t: gen.encode(t, instruction=instruction, batch_size=bs, show_progress=show)  # noqa: E731
+        elif encoder == "teacher":
+            fn = lambda t: gen.load_teacher().encode(t, batch_size=bs)  # noqa: E731
         else:
-            raise WorkbenchError(f"unknown encoder {encoder!r}", f"use one of {', '.join(ENCODERS)}")
+            pooling = encoder.split("-")[1]
+            fn = lambda t: gen.llm_embed(t, pooling=pooling, batch_size=bs, show_progress=show)  # noqa: E731
         start = time.perf_counter()
         out = self.cache.get_or_compute(key, list(texts), fn)
         self.seconds[encoder] = self.seconds.get(encoder, 0.0) + time.perf_counter() - start
         return out
 
+    def cache_summary(self) -> dict[str, Any]:
+        """Where the embedding cache lives and how many texts it served and computed."""
+        return {"root": str(self.cache.root), "hits": self.cache.hits, "misses": self.cache.misses}
 
-def llm_answers(
-    gen: LLM2VecGen, prompts: Sequence[str], *, max_new_tokens: int, cache_root: Path | None, enabled: bool
-) -> list[str]:
-    """The frozen LLM's own greedy chat answers, cached per backbone and length."""
-    info = gen.backbone.info
-    key = {
-        "backbone": info.name,
+
+def open_encoders(
+    gen: LLM2VecGen, *, batch_size: int = 16, cache_dir: Path | None = None, use_cache: bool = True
+) -> Encoders:
+    """:class:`Encoders` over ``cache_dir/embeddings`` (default: the workbench cache)."""
+    store = EmbeddingCache(cache_dir / "embeddings" if cache_dir else None, enabled=use_cache)
+    return Encoders(gen, batch_size=batch_size, cache=store)
+
+
+def answer_key(gen: LLM2VecGen, max_new_tokens: int) -> dict[str, Any]:
+    """Cache key of the frozen LLM's greedy chat answers (the special rows play no part)."""
+    return {
+        "backbone": gen.backbone.info.name,
         "backbone_id": backbone_id(gen),
         "kind": "answer",
         "max_new_tokens": max_new_tokens,
         "dtype": gen.config.dtype,
     }
-    cache = AnswerCache(cache_root / "answers" if cache_root else None, enabled=enabled)
-    return cache.get_or_compute(
-        key, list(prompts), lambda p: gen.answer(p, max_new_tokens=max_new_tokens, show_progress=True)
-    )
+
+
+def llm_answers(
+    gen: LLM2VecGen,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    cache_root: Path | None = None,
+    enabled: bool = True,
+    cache: AnswerCache | None = None,
+    batch_size: int = 8,
+    show_progress: bool | None = True,
+) -> list[str]:
+    """The frozen LLM's own greedy chat answers, cached per backbone, length and dtype.
+
+    ``cache`` is used as given; else the cache lives in ``cache_root/answers`` (default: the
+    workbench cache), switched off with ``enabled=False``.
+    """
+    if cache is None:
+        cache = AnswerCache(cache_root / "answers" if cache_root else None, enabled=enabled)
+    def answer(texts: list[str]) -> list[str]:
+        return gen.answer(
+            texts, max_new_tokens=max_new_tokens, batch_size=batch_size, show_progress=show_progress
+        )
+
+    return cache.get_or_compute(answer_key(gen, max_new_tokens), list(prompts), answer)
 
 
 def run_metadata(
@@ -155,7 +212,7 @@ def run_metadata(
         "backbone_source": info.source,
         "backbone_sha256": info.sha256,
         "checkpoint": str(ckpt) if ckpt is not None else None,
-        "checkpoint_sha256": file_sha256(weights) if weights is not None and weights.is_file() else None,
+        "checkpoint_sha256": sha256_file(weights) if weights is not None and weights.is_file() else None,
         "trained": gen.trained,
         "gen_config": gen.config.to_dict(),
         "teacher": teacher,

@@ -6,21 +6,36 @@ task's instruction from ``workbench/data/mteb_instructions.yaml`` (the paper's p
 documents get "Summarize the following passage:"; the baselines embed raw text. The instruction
 used for each task is recorded in ``instructions_used``. ``offline_task`` turns a workbench
 :class:`~workbench.eval.reasoning.RetrievalTask` into an mteb retrieval task with local data, so
-``mteb.evaluate`` runs with no network.
+``mteb.evaluate`` runs with no network. :func:`run_mteb` is ``workbench eval mteb``.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..core.errors import WorkbenchError
-from .encoders import Encoders
-from .reasoning import RetrievalTask
+from ..train.prompts import data_dir as resolve_data
+from .encoders import (
+    ENCODERS,
+    Encoders,
+    ModelSource,
+    comma_list,
+    open_encoders,
+    parse_encoders,
+    resolve_model,
+    run_metadata,
+    weights_hash,
+)
+from .reasoning import OFFLINE_TASKS, RetrievalTask, gsm8k_task, theoremqa_task
+from .results import BarChart, EvalReport, Table
 
 LITE_TASKS = (
     "ArguAna",
@@ -58,8 +73,6 @@ class MtebEncoder:
 
     def __init__(self, encoders: Encoders, encoder: str = "gen", *, model_name: str | None = None) -> None:
         from mteb.models.model_meta import ModelMeta, ScoringFunction
-
-        from .encoders import weights_hash
 
         self.encoders = encoders
         self.encoder = encoder
@@ -197,3 +210,98 @@ def score_of(result: Any) -> dict[str, float]:
         split = next(iter(task_result.scores.values()))
         out[task_result.task_name] = float(split[0]["main_score"])
     return out
+
+
+def run_mteb(
+    gen: ModelSource,
+    *,
+    model_name: str | None = None,
+    checkpoint: Path | None = None,
+    results_dir: Path = Path("results/mteb"),
+    encoders: str | Sequence[str] = ENCODERS,
+    limit: int | None = None,
+    batch_size: int = 16,
+    data_dir: str | Path | None = None,
+    tasks: str | Sequence[str] | None = None,
+    benchmark: str | None = None,
+    lite: bool = False,
+    offline: str | Sequence[str] = OFFLINE_TASKS,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+) -> EvalReport:
+    """``mteb.evaluate`` per encoder and task (main scores); mteb writes its own results to ``results_dir``.
+
+    ``offline`` names workbench tasks run as custom mteb tasks (``limit`` applies to them);
+    ``tasks``, ``benchmark`` and ``lite`` pick mteb's own tasks (their data comes from the hub).
+    Tasks that fail are listed under the payload's ``errors``; ``gen`` is the model or a loader.
+    """
+    import mteb
+
+    start = time.perf_counter()
+    root = resolve_data(data_dir)
+    wanted_offline = comma_list(offline)
+    bad = [t for t in wanted_offline if t not in OFFLINE_TASKS]
+    if bad:
+        raise WorkbenchError(f"unknown offline task(s) {', '.join(bad)}", f"use {', '.join(OFFLINE_TASKS)}")
+    builders = {"theoremqa-theorems": theoremqa_task, "gsm8k": gsm8k_task}
+    task_objs = [offline_task(builders[t](root, limit)) for t in wanted_offline]
+    names_given = None
+    if tasks:
+        names_given = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks)]
+    task_objs += resolve_tasks(names_given, benchmark, lite)
+    if not task_objs:
+        raise WorkbenchError("no task to run", "pass --tasks, --benchmark, --lite or --offline")
+    names = parse_encoders(encoders)
+    model = resolve_model(gen)
+    enc = open_encoders(model, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
+    scores: dict[str, dict[str, float]] = {}
+    errors: dict[str, str] = {}
+    used: dict[str, Any] = {}
+    for name in names:
+        adapter = MtebEncoder(enc, name)
+        scores[name] = {}
+        for task in task_objs:
+            try:
+                res = mteb.evaluate(
+                    adapter,
+                    task,
+                    cache=mteb.ResultCache(results_dir),
+                    overwrite_strategy="always",
+                    encode_kwargs={"batch_size": batch_size},
+                )
+                scores[name] |= score_of(res)
+            except Exception as err:  # mteb data loading fails in many ways offline
+                errors[f"{name}/{task.metadata.name}"] = f"{type(err).__name__}: {str(err)[:200]}"
+        used[name] = adapter.instructions_used
+    if not any(scores.values()):
+        first = next(iter(errors.values()), "")
+        raise WorkbenchError(
+            f"no mteb task ran ({first})", "be online for mteb's own tasks, or use --offline"
+        )
+    payload: dict[str, Any] = {
+        "kind": "mteb",
+        "config": run_metadata(
+            model,
+            model_name or str(model.backbone.info.name),
+            checkpoint,
+            enc,
+            encoders=names,
+            limit=limit,
+            tasks=names_given,
+            benchmark=benchmark,
+            lite=lite,
+            offline=wanted_offline,
+            mteb_results=str(results_dir),
+        ),
+        "instructions": used,
+        "metrics": scores,
+        "errors": errors,
+        "encode_seconds": enc.seconds,
+    }
+    payload["wall_time_s"] = time.perf_counter() - start
+    payload["embedding_cache"] = enc.cache_summary()
+    task_names = sorted({t for s in scores.values() for t in s})
+    rows = [{"task": t, **{n: scores[n].get(t, float("nan")) for n in names}} for t in task_names]
+    chart = BarChart("MTEB main score per task", {n: scores[n] for n in names}, "task", "main score")
+    tables = {f"MTEB main scores (results in {results_dir})": Table(rows, ["task", *names])}
+    return EvalReport("mteb", payload, tables, {"main-score": chart})

@@ -6,12 +6,14 @@ Tasks: BRIGHT itself (``xlangai/bright`` on the Hugging Face hub when online, or
 descriptions, relevant = its theorem, names matched case-insensitively) and ``gsm8k``
 (question → its own worked solution). Queries get the paper's per-task "generate ..." instruction;
 documents get "Summarize the following passage:" (LLM2Vec-Gen only; the baselines see raw text).
+:func:`run_reasoning` is ``workbench eval reasoning``: the tasks, every encoder's metrics, the report.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +22,19 @@ from typing import Any
 from ..core.config import DOCUMENT_INSTRUCTION
 from ..core.errors import WorkbenchError
 from ..store.textio import read_utf8
-from .encoders import Encoders
-from .retrieval import evaluate_run, retrieve
+from ..train.prompts import data_dir as resolve_data
+from .encoders import (
+    ENCODERS,
+    Encoders,
+    ModelSource,
+    comma_list,
+    open_encoders,
+    parse_encoders,
+    resolve_model,
+    run_metadata,
+)
+from .results import BarChart, EvalReport, Table
+from .retrieval import check_similarity, evaluate_run, retrieve
 
 KS = (1, 5, 10, 100)
 BRIGHT_TASKS = (
@@ -193,3 +206,88 @@ def evaluate_task(
         if log_samples:
             out["samples"][name] = {i: [[d, round(s, 5)] for d, s in run[i][:10]] for i in qids}
     return out
+
+
+def load_tasks(
+    tasks: str | Sequence[str], root: Path, limit: int | None = None, bright_dir: Path | None = None
+) -> list[RetrievalTask]:
+    """Tasks by name: :data:`OFFLINE_TASKS` from ``root``, BRIGHT's from ``bright_dir`` or the hub."""
+    wanted = comma_list(tasks)
+    bad = [t for t in wanted if t not in OFFLINE_TASKS + BRIGHT_TASKS]
+    if bad or not wanted:
+        raise WorkbenchError(
+            f"unknown task(s) {', '.join(bad) or '(none)'}", f"use {', '.join(OFFLINE_TASKS + BRIGHT_TASKS)}"
+        )
+    loaders = {
+        "theoremqa-theorems": lambda: theoremqa_task(root, limit),
+        "gsm8k": lambda: gsm8k_task(root, limit),
+    }
+    return [loaders[t]() if t in loaders else bright_task(t, bright_dir, limit) for t in wanted]
+
+
+def run_reasoning(
+    gen: ModelSource,
+    *,
+    model_name: str | None = None,
+    checkpoint: Path | None = None,
+    encoders: str | Sequence[str] = ENCODERS,
+    tasks: str | Sequence[str] = OFFLINE_TASKS,
+    limit: int | None = None,
+    log_samples: bool = False,
+    batch_size: int = 16,
+    data_dir: str | Path | None = None,
+    bright_dir: Path | None = None,
+    similarity: str = "cosine",
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+) -> EvalReport:
+    """nDCG@10, recall@10/100, MRR@10 and top-1 accuracy per task and encoder.
+
+    ``gen`` is the model or a loader (called once the tasks are read); ``model_name`` and
+    ``checkpoint`` are recorded in the report's ``config``.
+    """
+    start = time.perf_counter()
+    check_similarity(similarity)
+    root = resolve_data(data_dir)
+    loaded = load_tasks(tasks, root, limit, bright_dir)
+    names = parse_encoders(encoders)
+    model = resolve_model(gen)
+    enc = open_encoders(model, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
+    results = {
+        t.name: evaluate_task(enc, names, t, similarity=similarity, log_samples=log_samples) for t in loaded
+    }
+    payload: dict[str, Any] = {
+        "kind": "reasoning",
+        "config": run_metadata(
+            model,
+            model_name or str(model.backbone.info.name),
+            checkpoint,
+            enc,
+            encoders=names,
+            limit=limit,
+            similarity=similarity,
+            tasks=comma_list(tasks),
+            data=str(root),
+            bright_dir=str(bright_dir) if bright_dir else None,
+        ),
+        "instructions": {
+            t.name: {"gen_query": t.instruction, "gen_document": DOCUMENT_INSTRUCTION} for t in loaded
+        },
+        "data": {t.name: {"queries": len(t.queries), "corpus": len(t.corpus), **t.notes} for t in loaded},
+        "metrics": {name: r["metrics"] for name, r in results.items()},
+        "samples": {name: r["samples"] for name, r in results.items()} if log_samples else {},
+        "encode_seconds": enc.seconds,
+    }
+    payload["wall_time_s"] = time.perf_counter() - start
+    payload["embedding_cache"] = enc.cache_summary()
+    cols = ["task", "encoder", "ndcg@10", "recall@10", "recall@100", "mrr@10", "top1_acc"]
+    rows = [{"task": t, "encoder": n, **results[t]["metrics"][n]} for t in results for n in names]
+    sizes = ", ".join(f"{t.name}: {len(t.queries)} q / {len(t.corpus)} docs" for t in loaded)
+    chart = BarChart(
+        "Reasoning retrieval: nDCG@10 (higher is better)",
+        {n: {t: results[t]["metrics"][n]["ndcg@10"] for t in results} for n in names},
+        "task",
+        "nDCG@10",
+    )
+    tables = {f"Reasoning retrieval ({sizes}; {similarity})": Table(rows, cols)}
+    return EvalReport("reasoning", payload, tables, {"ndcg10": chart})

@@ -19,10 +19,16 @@ Qrels = Mapping[str, Mapping[str, float]]
 SIMILARITIES = ("dot", "cosine")
 
 
-def scores(queries: torch.Tensor, documents: torch.Tensor, similarity: str = "cosine") -> torch.Tensor:
-    """Query × document score matrix: raw dot product or cosine."""
+def check_similarity(similarity: str) -> str:
+    """``similarity`` if it is one of :data:`SIMILARITIES`, else a one-line error."""
     if similarity not in SIMILARITIES:
         raise WorkbenchError(f"unknown similarity {similarity!r}", f"use one of {', '.join(SIMILARITIES)}")
+    return similarity
+
+
+def scores(queries: torch.Tensor, documents: torch.Tensor, similarity: str = "cosine") -> torch.Tensor:
+    """Query × document score matrix: raw dot product or cosine."""
+    check_similarity(similarity)
     q, d = queries.float(), documents.float()
     if similarity == "cosine":
         q, d = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(d, dim=-1)

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core.config import thought_count
 from ..core.errors import WorkbenchError
+from ..core.hub import hub_offline
 
 if TYPE_CHECKING:
     from ..core.backbone import Architecture
@@ -38,10 +40,6 @@ def ndif_api_key() -> str | None:
     return CONFIG.API.APIKEY or None
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no")
-
-
 def check_remote(model_id: str) -> str:
     """Validate a remote request before any work: a hub id, a key, a network. Returns the key."""
     from pathlib import Path
@@ -61,7 +59,7 @@ def check_remote(model_id: str) -> str:
     key = ndif_api_key()
     if not key:
         raise WorkbenchError("remote execution on NDIF needs an API key, and none is set", KEY_FIX)
-    if _offline():
+    if hub_offline():
         raise WorkbenchError(
             "remote execution needs the network, and HF_HUB_OFFLINE is set",
             "unset HF_HUB_OFFLINE and connect to the network, or drop --remote to run locally",
@@ -187,7 +185,7 @@ class RemoteLens:
 
     @property
     def num_thought(self) -> int:
-        return len(self.token_strings) - self.num_compress
+        return thought_count(self.token_strings, self.num_compress)
 
     def read(
         self, texts: list[str], layers: list[int], top_k: int, *, thought: bool = False, batch_size: int = 8

@@ -1,4 +1,8 @@
-"""Evaluation reports: a timestamped JSON, markdown tables, and an HTML page with plotly charts."""
+"""Evaluation reports: a timestamped JSON, markdown tables, and an HTML page with plotly charts.
+
+:func:`write_eval_report` writes what :mod:`workbench.eval` returns (an
+:class:`~workbench.eval.results.EvalReport`), turning its chart specs into :func:`bar_figure` charts.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..eval.results import EvalReport
 from .figures import write_figure
 
 
@@ -110,3 +115,16 @@ def write_report(
     html_path = stem.with_suffix(".html")
     html_path.write_text(page + "\n".join(parts) + "</body></html>\n", encoding="utf-8")
     return {"json": json_path, "html": html_path, "figures": images, "markdown": markdown}
+
+
+def write_eval_report(report: EvalReport, out_dir: Path) -> dict[str, Any]:
+    """:func:`write_report` for an evaluation's result: its payload, tables and charts (as bars).
+
+    Adds ``timestamp`` and ``markdown`` to ``report.payload``; returns the paths and the markdown.
+    """
+    tables = {title: (table.rows, table.columns) for title, table in report.tables.items()}
+    figures = {
+        name: bar_figure(chart.title, chart.series, chart.x_title, chart.y_title)
+        for name, chart in report.charts.items()
+    }
+    return write_report(out_dir, report.kind, report.payload, tables, figures)

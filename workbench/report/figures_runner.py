@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import WorkbenchError
+from ..core.hashing import sha256_file
 from ..store.atomic import atomic_write
 
 DATA_PREFIX = "$DATA/"
@@ -152,19 +153,11 @@ def input_files(plan: Plan, entry: Entry) -> list[tuple[str, Path | None]]:
     return sorted(found.items())
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def stamp(plan: Plan, entry: Entry) -> str:
     """sha256 over the script path, the arguments and the name and content of every input file."""
     digest = hashlib.sha256(json.dumps([entry.script, list(entry.args)]).encode())
     for label, path in input_files(plan, entry):
-        content = _file_hash(path) if path is not None and path.is_file() else "<none>"
+        content = sha256_file(path) if path is not None and path.is_file() else "<none>"
         digest.update(f"\n{label}\0{content}".encode())
     return digest.hexdigest()
 
@@ -249,3 +242,100 @@ def select(plan: Plan, only: Sequence[str] = (), include_expensive: bool = False
         for e in plan.entries
         if not only or e.name in only
     ]
+
+
+@dataclass
+class Job:
+    """An entry to run, its current stamp and why it runs (stale, missing outputs, forced)."""
+
+    entry: Entry
+    stamp: str
+    why: str
+
+
+@dataclass
+class Selection:
+    """What a run will do: the jobs, and one note per entry it passes over, in registry order."""
+
+    jobs: list[Job] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (kind, text); kind: skip, fresh, error
+    fresh: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def choose(
+    plan: Plan, only: Sequence[str] = (), force: bool = False, include_expensive: bool = False
+) -> Selection:
+    """Sort the registered entries into jobs to run, up-to-date ones and skipped ones."""
+    stamps = read_stamps(plan.stamps)
+    out = Selection()
+    for entry, skip in select(plan, only, include_expensive):
+        if skip:
+            out.notes.append(("skip", f"skip {entry.name}: {skip}"))
+            out.skipped += 1
+            continue
+        st, current = state(plan, entry, stamps)
+        if st == "not available":
+            if only:
+                out.notes.append(("error", f"error: figure {entry.name!r}: {entry.script} is not available"))
+                out.failed.append(entry.name)
+            else:
+                out.notes.append(("skip", f"skip {entry.name}: {entry.script} not available"))
+                out.skipped += 1
+        elif st == "up to date" and not force:
+            out.notes.append(("fresh", entry.name))
+            out.fresh += 1
+        else:
+            out.jobs.append(Job(entry, current, "forced" if st == "up to date" else st))
+    return out
+
+
+@dataclass
+class JobResult:
+    """How one script ended: exit status, its last output line, seconds, outputs it did not write."""
+
+    status: int
+    last: str
+    seconds: float
+    missing: list[str]
+
+
+def run_job(plan: Plan, job: Job, on_line: Callable[[str], None] = lambda line: None) -> JobResult:
+    """Run one job; record its stamp on success, drop it on failure (the stamps file is rewritten)."""
+    status, last, seconds = run_script(plan, job.entry, on_line)
+    stamps = read_stamps(plan.stamps)
+    if status == 0:
+        stamps[job.entry.name] = {
+            "stamp": job.stamp,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "seconds": round(seconds, 1),
+        }
+    else:
+        stamps.pop(job.entry.name, None)
+    write_stamps(plan.stamps, stamps)
+    return JobResult(status, last, seconds, missing_outputs(plan, job.entry) if status == 0 else [])
+
+
+def entry_states(plan: Plan, include_expensive: bool = False) -> list[dict[str, str]]:
+    """Every entry's state, script, output count and note (``workbench figures --list``)."""
+    stamps = read_stamps(plan.stamps)
+    rows = []
+    for entry, skip in select(plan, include_expensive=include_expensive):
+        st, _ = state(plan, entry, stamps)
+        never = "never run here" if st == "stale" and entry.name not in stamps else ""
+        rows.append(
+            {
+                "name": entry.name,
+                "state": st,
+                "script": entry.script,
+                "outputs": str(len(entry.outputs)),
+                "note": "; ".join(filter(None, [skip, never, entry.description])),
+            }
+        )
+    return rows
+
+
+def shown(argv: Sequence[str]) -> str:
+    """A command line as printed: ``python <script> <args>``."""
+    return " ".join(["python", *argv[1:]])

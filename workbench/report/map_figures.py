@@ -13,7 +13,16 @@ import torch
 from torch.nn import functional as F
 
 from ..core.errors import WorkbenchError
-from ..eval.maps import COLOURS, EmbeddingMap, MapItem
+from ..eval.maps import EmbeddingMap, MapItem
+
+COLOURS = {
+    "query": "#1f5fbf",
+    "response": "#2ca02c",
+    "distractor": "#9a9a9a",
+    "refusal": "#ff7f0e",
+    "compliant": "#d62728",
+}
+"""Marker colour of each item role."""
 
 
 def _legend_name(item: MapItem) -> str:

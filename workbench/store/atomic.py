@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary file in the target's folder, then a rename over the target."""
+"""Safe writes: a temporary file in the target's folder renamed over it; no silent overwrite of folders."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from ..core.errors import WorkbenchError
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -31,3 +33,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def refuse_non_empty(out: Path, overwrite: bool) -> None:
+    """Refuse to write into a folder that holds files unless ``overwrite`` is set."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise WorkbenchError(
+            f"{out} already exists and is not empty", "choose a new folder or pass --overwrite"
+        )

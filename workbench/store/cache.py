@@ -9,7 +9,6 @@ run that is stopped keeps what it computed. Nothing is pickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from ..core.errors import WorkbenchError
+from ..core.hashing import sha256_text
 from ..core.paths import cache_dir
 from .atomic import atomic_write
 
@@ -30,13 +30,13 @@ FORMAT = "workbench-cache-1"
 
 def text_hash(text: str) -> str:
     """sha256 of the UTF-8 text: the row address inside a cache file."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_text(text)
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:
     """A stable hash of the key parts (order of the mapping does not matter)."""
     blob = json.dumps(dict(parts), sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return sha256_text(blob)
 
 
 def _slug(value: Any) -> str:

@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 from ..core.backbone import load_backbone
-from ..core.config import DTYPES, GenConfig
+from ..core.config import GenConfig, check_dtype, torch_dtype
 from ..core.errors import WorkbenchError
 from ..core.model import LLM2VecGen
 from ..core.paths import packaged_checkpoints_dir
-from ..core.registry import DEFAULT_BACKBONE, DEFAULT_TEACHER
+from ..core.registry import DEFAULT_BACKBONE
 from ..core.teacher import teacher_dim
 from .checkpoint import WEIGHTS_FILE, CheckpointData, check_backbone, is_checkpoint, read_checkpoint
 from .official import load_official
@@ -49,11 +49,11 @@ def load(
     num_thought: int | None = None,
     num_compress: int | None = None,
     max_length: int | None = None,
-    dtype: str = "float32",
+    dtype: str = GenConfig.dtype,
     revision: str | None = None,
     trust_remote_code: bool = False,
     untrained: bool = False,
-    seed: int = 0,
+    seed: int = GenConfig.seed,
 ) -> LLM2VecGen:
     """Load an LLM2Vec-Gen model.
 
@@ -61,12 +61,12 @@ def load(
     ``backbone``), or a backbone: a registry name (``smollm2-135m``), a ``.gguf`` file, a local
     transformers folder or a hub id. A registry backbone gets its shipped trained checkpoint
     unless ``checkpoint`` names another or ``untrained`` is set; otherwise the model starts
-    untrained with ``num_thought``/``num_compress`` special tokens and a head sized for ``teacher``.
+    untrained with ``num_thought``/``num_compress`` special tokens and a head sized for ``teacher``
+    (each left at None takes its :class:`~workbench.core.config.GenConfig` default).
     An official ``llm2vec-gen`` checkpoint (folder, ``workbench zoo`` name or hub id) is opened on its
     base model, or on ``backbone``: see :mod:`workbench.store.official`.
     """
-    if dtype not in DTYPES:
-        raise WorkbenchError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
+    check_dtype(dtype)
     model = str(model)
     official = resolve_official(model, revision)  # official llm2vec-gen layout: folder, zoo name, hub id
     if official is not None:
@@ -96,7 +96,9 @@ def load(
         data = _pick_checkpoint(model, checkpoint, untrained, (teacher, num_thought, num_compress))
         name = model
     revision = revision or (data.backbone.get("revision") if data else None)
-    loaded = load_backbone(name, dtype=DTYPES[dtype], revision=revision, trust_remote_code=trust_remote_code)
+    loaded = load_backbone(
+        name, dtype=torch_dtype(dtype), revision=revision, trust_remote_code=trust_remote_code
+    )
     if data is not None:
         check_backbone(data, loaded)
         config = data.config
@@ -106,11 +108,10 @@ def load(
         gen = LLM2VecGen(loaded, config)
         gen.load_weights(data.tensors, trained=bool(data.meta.get("trained", False)))
         return gen
-    teacher = teacher or DEFAULT_TEACHER
+    teacher = teacher or GenConfig.teacher
+    given = {"num_thought": num_thought, "num_compress": num_compress, "max_length": max_length}
     config = GenConfig(
-        num_thought=10 if num_thought is None else num_thought,
-        num_compress=10 if num_compress is None else num_compress,
-        max_length=512 if max_length is None else max_length,
+        **{k: v for k, v in given.items() if v is not None},
         teacher=teacher,
         teacher_dim=teacher_dim(teacher, loaded.info.hidden_size),
         dtype=dtype,

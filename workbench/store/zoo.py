@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
 from importlib.resources import files
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import yaml
 
 from ..core.errors import WorkbenchError
+from ..core.hub import hub_offline
 
 
 @dataclass(frozen=True)
@@ -44,17 +44,13 @@ def find(name: str) -> ZooEntry | None:
     return next((e for e in zoo() if key in (e.name.lower(), (e.hub_id or "").lower())), None)
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no")
-
-
 def fetch(hub_id: str, revision: str | None = None) -> Path:
     """Download (or find in the hub cache) the files of an official checkpoint; a folder comes back."""
     from huggingface_hub import snapshot_download
 
     from .official import HUB_FILES
 
-    offline = _hub_offline()
+    offline = hub_offline()
     try:
         return Path(
             snapshot_download(hub_id, revision=revision, allow_patterns=HUB_FILES, local_files_only=offline)

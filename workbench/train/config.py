@@ -7,26 +7,31 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..core.config import GenConfig
 from ..core.errors import WorkbenchError
-from ..core.registry import DEFAULT_BACKBONE, DEFAULT_TEACHER
+from ..core.registry import DEFAULT_BACKBONE
 
 MIXED_PRECISION = ("no", "bf16")
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run (defaults follow the paper where they make sense on any device)."""
+    """Every knob of a training run (defaults follow the paper where they make sense on any device).
+
+    The model's own settings (special tokens, input length, teacher, dtype) default to
+    :class:`~workbench.core.config.GenConfig`'s; ``workbench train``'s options show these defaults.
+    """
 
     model: str = DEFAULT_BACKBONE
     """Backbone: registry name, hub id or model folder."""
-    teacher: str = DEFAULT_TEACHER
+    teacher: str = GenConfig.teacher
     """Teacher whose embedding of each response the alignment head matches."""
     responses: str = "responses.jsonl"
     """JSONL of prompts and the frozen LLM's own responses (from `workbench respond`)."""
     out: str = "checkpoint"
     """Output folder: final checkpoint, step checkpoints, logs, run config."""
-    num_thought: int = 10
-    num_compress: int = 10
+    num_thought: int = GenConfig.num_thought
+    num_compress: int = GenConfig.num_compress
     recon_weight: float = 1.0
     align_weight: float = 1.0
     lr: float = 5e-4
@@ -39,7 +44,7 @@ class TrainConfig:
     batch_size: int = 32
     """Global batch: pairs per optimiser step, over all processes and accumulation steps."""
     grad_accum: int = 1
-    max_query_length: int = 512
+    max_query_length: int = GenConfig.max_length
     """Encoder input length, special tokens included."""
     max_response_length: int = 500
     """Response tokens the decoder must reconstruct (the EOS token is added after them)."""
@@ -49,7 +54,7 @@ class TrainConfig:
     save_every: int = 250
     keep_checkpoints: int = 2
     log_every: int = 1
-    dtype: str = "float32"
+    dtype: str = GenConfig.dtype
     """Backbone and trainable weights' dtype."""
     mixed_precision: str = "no"
     """``bf16``: run the frozen LLM's matrix products in bfloat16 under autocast, trainable weights and

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import WorkbenchError
+from ..core.hashing import sha256_text
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,6 @@ def read_pairs(path: str | Path, limit: int | None = None) -> tuple[list[Pair], 
             "make it with `workbench respond --prompts ... --out responses.jsonl`",
         )
     pairs: list[Pair] = []
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for n, raw in enumerate(fh, 1):
             if not raw.strip():
@@ -46,7 +45,6 @@ def read_pairs(path: str | Path, limit: int | None = None) -> tuple[list[Pair], 
                 )
             if prompt.strip() and response.strip():
                 pairs.append(Pair(prompt, response))
-                digest.update(json.dumps([prompt, response]).encode())
             if limit is not None and len(pairs) >= limit:
                 break
     if not pairs:
@@ -54,7 +52,12 @@ def read_pairs(path: str | Path, limit: int | None = None) -> tuple[list[Pair], 
             f"{path} holds no usable prompt/response pairs",
             "generate responses first with `workbench respond`",
         )
-    return pairs, digest.hexdigest()
+    return pairs, pairs_digest(pairs)
+
+
+def pairs_digest(pairs: list[Pair]) -> str:
+    """sha256 of the pairs in order (each one's JSON ``[prompt, response]``, concatenated)."""
+    return sha256_text("".join(json.dumps([p.prompt, p.response]) for p in pairs))
 
 
 def global_batch(step: int, n: int, batch_size: int, seed: int) -> list[int]:

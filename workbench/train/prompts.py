@@ -6,7 +6,6 @@ Evaluation queries (AdvBench-IR, TheoremQA) are refused as training prompts unle
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import random
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import WorkbenchError
+from ..core.hashing import sha256_text
 from ..store.textio import read_utf8
 
 # name -> (files relative to the data folder, text field)
@@ -48,7 +48,7 @@ def _normal(text: str) -> str:
 
 
 def prompt_id(source: str, text: str) -> str:
-    return hashlib.sha256(f"{source}\n{text}".encode()).hexdigest()[:16]
+    return sha256_text(f"{source}\n{text}")[:16]
 
 
 def _rows(path: Path, field: str | None) -> list[str]:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn import functional as F
 
 from ..core.config import DOCUMENT_INSTRUCTION
-from .pairs import Pair
+from ..core.errors import WorkbenchError
+from ..store.atomic import atomic_write
+from ..store.checkpoint import read_checkpoint
+from ..store.loading import load
+from .pairs import Pair, read_pairs
 
 OWN_NLL = "its own prompt's soft prompts"
 OTHER_NLL = "another prompt's soft prompts"
@@ -120,6 +126,13 @@ class QualityReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def write(self, path: str | Path) -> Path:
+        """Write the report as JSON (atomically)."""
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        path = Path(path).expanduser()
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return path
+
     def markdown(self) -> str:
         lines = [
             f"Held-out prompts: {self.heldout}; decoding: greedy, {self.max_new_tokens} new tokens.",
@@ -213,3 +226,40 @@ def evaluate(
         "frozen LLM mean-pooled": retrieval_scores(trained.llm_embed(prompts), trained.llm_embed(answers)),
     }
     return report
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    heldout: str | Path,
+    train_responses: str | Path,
+    *,
+    limit: int | None = 200,
+    max_new_tokens: int = 48,
+    progress: Callable[[str], None] | None = None,
+) -> QualityReport:
+    """``workbench quality``: :func:`evaluate` a checkpoint folder on a held-out responses file.
+
+    The first ``limit`` held-out pairs are encoded with the query instruction the run trained with
+    (its card's); none of them may occur among ``train_responses``' prompts.
+    """
+    gen = load(checkpoint)
+    card = read_checkpoint(checkpoint).meta.get("card", {})
+    instruction = card.get("train", {}).get("query_instruction")
+    heldout_pairs, _ = read_pairs(heldout, limit)
+    train_pairs, _ = read_pairs(train_responses, None)
+    held = {p.prompt for p in heldout_pairs}
+    overlap = sum(p.prompt in held for p in train_pairs)
+    if overlap:
+        raise WorkbenchError(
+            f"{overlap} held-out prompts also occur in the training responses",
+            "hold out prompts that were not trained on",
+        )
+    return evaluate(
+        gen,
+        untrained_twin(gen),
+        heldout_pairs,
+        [p.response for p in train_pairs],
+        max_new_tokens=max_new_tokens,
+        query_instruction=instruction or None,
+        progress=progress,
+    )

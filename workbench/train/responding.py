@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..core.backbone import load_backbone
 from ..core.errors import WorkbenchError
 from ..core.generation import chat_answer
-from .prompts import Prompt
+from ..core.registry import DEFAULT_BACKBONE
+from .prompts import Prompt, held_out, load_prompts
 
 SETTINGS = ("model", "sha256", "max_new_tokens", "do_sample", "temperature", "top_p", "seed", "system_prompt")
 
@@ -135,3 +137,32 @@ def respond(
             bar.update(len(batch))
     bar.close()
     return RespondStats(done_before=len(prompts) - len(todo), answered=len(todo), total=len(prompts))
+
+
+def respond_to_source(
+    source: str,
+    out: str | Path,
+    *,
+    model: str = DEFAULT_BACKBONE,
+    field: str | None = None,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    shuffle_seed: int | None = None,
+    force: bool = False,
+    exclude: Sequence[str | Path] = (),
+    note: Callable[[str], None] | None = None,
+    **options: Any,
+) -> RespondStats:
+    """``workbench respond``: read the prompts of ``source`` (see :func:`~.prompts.load_prompts`), leave
+    out those of the ``exclude`` files, load the backbone ``model`` and :func:`respond` (``options``).
+
+    ``note`` hears how many prompts ``exclude`` left out, if any.
+    """
+    items = load_prompts(
+        source, field=field, data=data_dir, limit=limit, shuffle_seed=shuffle_seed, force=force
+    )
+    if exclude:
+        items, dropped = held_out(items, [Path(p) for p in exclude])
+        if dropped and note is not None:
+            note(f"left out {dropped} prompts found in {', '.join(map(str, exclude))}")
+    return respond(load_backbone(model), items, out, **options)

@@ -7,10 +7,7 @@ reconstruction, mean over pairs and dimensions for alignment), so any split give
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,7 +17,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.config import with_instruction
-from ..core.errors import WorkbenchError
 from ..core.losses import (
     alignment_loss_sum,
     cosine_stats,
@@ -29,14 +25,25 @@ from ..core.losses import (
     response_tokens,
 )
 from ..store.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from .config import TRAINING_KEYS, TrainConfig
+from ..store.loading import load
+from .config import TrainConfig
 from .pairs import global_batch, read_pairs
-
-STATE_FILE = "trainer_state.json"
-OPTIMIZER_FILE = "optimizer.safetensors"
-LOG_FILE = "train_log.jsonl"
-RUN_CONFIG = "run_config.json"
-TEACHER_CACHE = "teacher_embeddings.safetensors"
+from .run_dir import (
+    LOG_FILE,
+    RUN_CONFIG,
+    STATE_FILE,
+    TEACHER_CACHE,
+    append_log,
+    check_out,
+    init_from_checkpoint,
+    read_teacher_cache,
+    restore_step,
+    save_step,
+    step_dirs,
+    trim_log,
+    write_run_config,
+    write_teacher_cache,
+)
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -44,35 +51,6 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return max(0.0, (total - step) / max(1, total - warmup))
-
-
-def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors, rest = {}, {"param_groups": state["param_groups"], "state": {}}
-    for pid, values in state["state"].items():
-        rest["state"][str(pid)] = {}
-        for name, value in values.items():
-            if torch.is_tensor(value):
-                tensors[f"state.{pid}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                rest["state"][str(pid)][name] = value
-    return tensors, rest
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {int(pid): dict(v) for pid, v in rest["state"].items()}
-    for key, value in tensors.items():
-        _, pid, name = key.split(".", 2)
-        state.setdefault(int(pid), {})[name] = value
-    return {"state": state, "param_groups": rest["param_groups"]}
-
-
-def step_dirs(out: Path) -> list[Path]:
-    """Complete step checkpoints, oldest first (temporary folders start with a dot)."""
-    root = out / "checkpoints"
-    if not root.is_dir():
-        return []
-    done = [p for p in root.iterdir() if p.name.startswith("step-") and (p / STATE_FILE).is_file()]
-    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
 class Trainer:
@@ -93,73 +71,13 @@ class Trainer:
         self.show_progress = show_progress and self.accelerator.is_main_process
         self._init_meta: dict[str, Any] | None = None
 
-    def _init_from(self, gen: Any) -> None:
-        """Copy a trained checkpoint's special rows and heads into the fresh model (continued training)."""
-        from ..core.fetch import sha256_file
-        from ..store.checkpoint import check_backbone, read_checkpoint
-
-        data = read_checkpoint(self.config.init_from)
-        check_backbone(data, gen.backbone)
-        mine, theirs = gen.config, data.config
-        for name in ("num_thought", "num_compress", "teacher", "teacher_dim"):
-            if getattr(mine, name) != getattr(theirs, name):
-                raise WorkbenchError(
-                    f"--init-from {data.path} has {name}={getattr(theirs, name)}, this run "
-                    f"{getattr(mine, name)}",
-                    f"train with the checkpoint's {name} (and its teacher), or start without --init-from",
-                )
-        gen.load_weights(data.tensors)
-        self._init_meta = {
-            "path": str(data.path),
-            "weights_sha256": sha256_file(data.path / WEIGHTS_FILE),
-            "steps": data.meta.get("card", {}).get("steps"),
-            "responses_sha256": data.meta.get("card", {}).get("responses_sha256"),
-            "train": data.meta.get("card", {}).get("train"),
-        }
-
-    # ------------------------------------------------------------------ set-up
-    def _check_out(self, resume: bool) -> None:
-        has_run = (self.out / RUN_CONFIG).is_file() or bool(step_dirs(self.out))
-        if has_run and not resume:
-            raise WorkbenchError(
-                f"{self.out} already holds a training run",
-                "pass --resume to continue it, or choose another --out",
-            )
-        if resume and (self.out / RUN_CONFIG).is_file():
-            before = json.loads((self.out / RUN_CONFIG).read_text())["train"]
-            now, default = self.config.to_dict(), TrainConfig().to_dict()
-            # an option added after the run was started counts as its default
-            changed = [k for k in TRAINING_KEYS if before.get(k, default[k]) != now[k]]
-            if changed:
-                raise WorkbenchError(
-                    f"--resume with changed options {changed} would not continue the same run",
-                    "resume with the original options (see run_config.json) or start a new --out",
-                )
-
     def _teacher_targets(self, gen: Any, responses: list[str], digest: str) -> torch.Tensor:
         """Teacher embeddings of every response, computed once (main process) and cached."""
-        from safetensors.torch import load_file, save_file
-
-        path = self.out / TEACHER_CACHE
         key = {"teacher": self.config.teacher, "responses_sha256": digest, "count": str(len(responses))}
-
-        def cached() -> torch.Tensor | None:
-            if not path.is_file():
-                return None
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as fh:
-                if fh.metadata() != key:
-                    return None
-            return load_file(str(path))["teacher"]
-
-        if self.accelerator.is_main_process and cached() is None:
-            targets = gen.load_teacher().encode(responses, batch_size=32)
-            tmp = path.with_name(f".{path.name}.tmp")
-            save_file({"teacher": targets.contiguous()}, str(tmp), metadata=key)
-            os.replace(tmp, path)
+        if self.accelerator.is_main_process and read_teacher_cache(self.out, key) is None:
+            write_teacher_cache(self.out, gen.load_teacher().encode(responses, batch_size=32), key)
         self.accelerator.wait_for_everyone()
-        targets = cached()
+        targets = read_teacher_cache(self.out, key)
         assert targets is not None
         return targets
 
@@ -193,64 +111,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _save_step(self, gen: Any, optimizer: Any, scheduler: Any, step: int, elapsed: float) -> None:
-        from safetensors.torch import save_file
-
         if self.accelerator.is_main_process:
-            root = self.out / "checkpoints"
-            final = root / f"step-{step:06d}"
-            tmp = root / f".tmp-step-{step:06d}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            gen.save(tmp, step=step)
-            tensors, rest = _flatten_optimizer(optimizer.state_dict())
-            tensors["torch_rng_state"] = torch.get_rng_state()
-            save_file(tensors, str(tmp / OPTIMIZER_FILE))
-            state = {
-                "step": step,
-                "optimizer": rest,
-                "scheduler": scheduler.state_dict(),
-                "elapsed_s": elapsed,
-                "train": self.config.to_dict(),
-            }
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in step_dirs(self.out)[: -self.config.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
+            save_step(self.out, gen, optimizer, scheduler, step=step, elapsed=elapsed, config=self.config)
         self.accelerator.wait_for_everyone()
-
-    def _restore(self, gen: Any, optimizer: Any, scheduler: Any) -> tuple[int, float]:
-        from safetensors.torch import load_file
-
-        from ..store.checkpoint import read_checkpoint
-
-        done = step_dirs(self.out)
-        if not done:
-            return 0, 0.0
-        last = done[-1]
-        data = read_checkpoint(last)
-        gen.load_weights(data.tensors)
-        state = json.loads((last / STATE_FILE).read_text())
-        tensors = load_file(str(last / OPTIMIZER_FILE))
-        torch.set_rng_state(tensors.pop("torch_rng_state"))
-        optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
-        scheduler.load_state_dict(state["scheduler"])
-        return int(state["step"]), float(state.get("elapsed_s", 0.0))
-
-    def _trim_log(self, step: int) -> None:
-        """Drop log rows past the resumed step, so a resumed log has each step once."""
-        path = self.out / LOG_FILE
-        if not path.is_file() or not self.accelerator.is_main_process:
-            return
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    keep.append(line)
-            except (json.JSONDecodeError, KeyError):
-                break
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(f"{line}\n" for line in keep))
-        os.replace(tmp, path)
 
     # ------------------------------------------------------------------ training
     def _my_shards(self, idx: list[int]) -> list[list[int]]:
@@ -260,13 +123,11 @@ class Trainer:
 
     def run(self, resume: bool = False) -> Path:
         """Train to ``max_steps`` (continuing the last step checkpoint with ``resume``)."""
-        from ..store import loading as api
-
         cfg, acc = self.config, self.accelerator
-        self._check_out(resume)
+        check_out(self.out, cfg, resume)
         self.out.mkdir(parents=True, exist_ok=True)
         pairs, digest = read_pairs(cfg.responses, cfg.limit)
-        gen = api.load(
+        gen = load(
             cfg.model,
             teacher=cfg.teacher,
             num_thought=cfg.num_thought,
@@ -277,7 +138,8 @@ class Trainer:
             seed=cfg.seed,
         )
         if cfg.init_from:
-            self._init_from(gen)  # on --resume the step checkpoint's weights then replace these
+            # on --resume the step checkpoint's weights then replace these
+            self._init_meta = init_from_checkpoint(gen, cfg.init_from)
         gen.backbone.model.to(acc.device)
         gen.to(acc.device)
         targets = self._teacher_targets(gen, [p.response for p in pairs], digest)
@@ -293,15 +155,15 @@ class Trainer:
         rows = response_tokens(gen.tokenizer, [p.response for p in pairs], cfg.max_response_length, eos)
         prompts = with_instruction([p.prompt for p in pairs], cfg.query_instruction or None)
         if acc.is_main_process:
-            run_config = self._run_config(gen, len(pairs), digest)
-            (self.out / RUN_CONFIG).write_text(json.dumps(run_config, indent=2))
+            write_run_config(self.out, self._run_config(gen, len(pairs), digest))
 
         optimizer = torch.optim.AdamW(gen.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.schedule_steps)
         )
-        start, elapsed = self._restore(gen, optimizer, scheduler) if resume else (0, 0.0)
-        self._trim_log(start)
+        start, elapsed = restore_step(self.out, gen, optimizer, scheduler) if resume else (0, 0.0)
+        if acc.is_main_process:
+            trim_log(self.out, start)
         model, optimizer = acc.prepare(gen, optimizer)
         writer = self._writer(start)
         dim = targets.shape[1]
@@ -406,8 +268,7 @@ class Trainer:
     def _log(self, record: dict[str, Any], writer: Any) -> None:
         if not self.accelerator.is_main_process or record["step"] % self.config.log_every:
             return
-        with open(self.out / LOG_FILE, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_log(self.out, record)
         if writer is not None:
             for key, value in record.items():
                 if key != "step":
@@ -419,4 +280,16 @@ def train(config: TrainConfig, *, resume: bool = False, show_progress: bool = Tr
     return Trainer(config, show_progress=show_progress).run(resume=resume)
 
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "TrainConfig", "Trainer", "train"]
+__all__ = [  # the run folder's file names are re-exported for the callers of this module
+    "CONFIG_FILE",
+    "LOG_FILE",
+    "RUN_CONFIG",
+    "STATE_FILE",
+    "TEACHER_CACHE",
+    "WEIGHTS_FILE",
+    "TrainConfig",
+    "Trainer",
+    "lr_factor",
+    "step_dirs",
+    "train",
+]

@@ -16,7 +16,7 @@ from .encode import answer, encode, generate
 from .eval import eval_app
 from .export import export, zoo_command
 from .figures import figures_command
-from .latent_lens import lens_index_app
+from .latent_lens import LENS_INDEX_HELP, latent_lens_app, lens_index_deprecated
 from .lens import lens
 from .map import map_command
 from .quality import quality
@@ -34,7 +34,10 @@ for command in (encode, generate, answer, backbones, fetch, info, respond, train
     app.command()(command)
 app.command(name="map")(map_command)
 app.command()(lens)
-app.add_typer(lens_index_app, name="lens-index")
+app.add_typer(latent_lens_app, name="latent-lens")
+app.add_typer(  # the old name, hidden: says on stderr that it is deprecated
+    latent_lens_app, name="lens-index", hidden=True, callback=lens_index_deprecated, help=LENS_INDEX_HELP
+)
 app.add_typer(eval_app, name="eval")
 app.command()(export)
 app.command(name="zoo")(zoo_command)
