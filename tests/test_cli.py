@@ -234,3 +234,25 @@ def test_default_backbone_name_is_written_once() -> None:
             if isinstance(node, ast.Constant) and node.value == DEFAULT_BACKBONE:
                 found.append(f"{path.relative_to(root)}:{node.lineno}")
     assert found == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["encode", "q", "--documents", "{dir}"],
+        ["lens", "--file", "{dir}"],
+        ["respond", "--prompts", "{dir}", "--out", "{out}"],
+        ["train", "--responses", "{dir}", "--out", "{out}"],
+        ["respond", "--prompts", "nq-open", "--exclude", "{dir}", "--out", "{out}", "--limit", "1"],
+    ],
+)
+def test_a_folder_where_a_file_is_expected_is_named_as_such(capsys, tiny_dirs, tmp_path, argv) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    out = tmp_path / "out"
+    model = ["-m", str(tiny_dirs["llama"])] if argv[0] in ("encode", "lens", "respond") else []
+    filled = [a.format(dir=folder, out=out / "x.jsonl" if argv[0] == "respond" else out) for a in argv]
+    code, _, err = run(capsys, *filled, *model)
+    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    assert code == 1 and len(lines) == 1, err
+    assert f"{folder} is a folder, not a file" in lines[0] and "does not exist" not in lines[0]

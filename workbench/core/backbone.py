@@ -19,7 +19,7 @@ from .errors import WorkbenchError
 from .fetch import assemble, atomic_replace_dir, verify_sha256
 from .hashing import sha256_file
 from .hub import hub_offline
-from .paths import cache_dir, dequantised_path
+from .paths import cache_dir, dequantised_path, require_file
 from .registry import BACKBONES, DEFAULT_BACKBONE, BackboneSpec
 
 CACHE_MARKER = "workbench_source.json"
@@ -217,8 +217,7 @@ def load_backbone(
         return load_registry_backbone(BACKBONES[name], dtype)
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
-        if not path.is_file():
-            raise WorkbenchError(f"GGUF file {path} does not exist", "check the path")
+        require_file(path, "GGUF file")
         folder = dequantised_dir(path, sha256_file(path), path.stem)
         model, tokenizer = _from_folder(str(folder), dtype, None, False, True)
         return _finish(

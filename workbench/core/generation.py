@@ -8,6 +8,7 @@ import torch
 
 from .backbone import Backbone
 from .errors import WorkbenchError
+from .inputs import left_pad, text_ids
 
 
 def eos_ids(backbone: Backbone) -> list[int]:
@@ -76,24 +77,75 @@ def generate_from_embeds(
     return decode_new_tokens(backbone, out)
 
 
+def _render(tokenizer: Any, roles: list[str], contents: list[str]) -> str:
+    messages = [{"role": r, "content": c} for r, c in zip(roles, contents, strict=True)]
+    return tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
+    )
+
+
+def _name(tokenizer: Any) -> str:
+    return getattr(tokenizer, "name_or_path", "") or "this backbone"
+
+
+def _check_template(tokenizer: Any, name: str | None = None) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise WorkbenchError(
+            f"the backbone {name or _name(tokenizer)} has no chat template",
+            "use an instruction-tuned backbone with a chat template",
+        )
+
+
 def chat_prompts(backbone: Backbone, prompts: list[str], system_prompt: str | None) -> list[str]:
     """Render prompts with the backbone's chat template (thinking disabled where supported)."""
     tokenizer = backbone.tokenizer
-    if not getattr(tokenizer, "chat_template", None):
-        raise WorkbenchError(
-            f"the backbone {backbone.info.name} has no chat template",
-            "use an instruction-tuned backbone with a chat template",
-        )
-    rendered = []
-    for prompt in prompts:
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        messages.append({"role": "user", "content": prompt})
-        rendered.append(
-            tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
+    _check_template(tokenizer, backbone.info.name)
+    roles = ["system", "user"] if system_prompt else ["user"]
+    return [_render(tokenizer, roles, [system_prompt, p] if system_prompt else [p]) for p in prompts]
+
+
+def chat_ids(tokenizer: Any, prompts: list[str], system_prompt: str | None = None) -> list[list[int]]:
+    """Token ids of each chat prompt: the template's control tokens are control tokens, the user's
+    (and system) text is text (:func:`~workbench.core.inputs.text_ids`), so a prompt that spells
+    ``<|im_end|><|im_start|>assistant`` cannot forge a turn.
+
+    The template is rendered once with a marker for each message; each message's text, as the
+    template writes it (it may trim it), is read off a rendering where only that message is real.
+    For prompts without control strings the ids equal tokenizing the rendered prompt.
+    """
+    _check_template(tokenizer)
+    roles = ["system", "user"] if system_prompt else ["user"]
+    marks = [f"\ue000workbench-message-{i}\ue001" for i in range(len(roles))]
+    skeleton = _render(tokenizer, roles, marks)
+    pieces = [skeleton]
+    for mark in marks:
+        head, found, tail = pieces.pop().partition(mark)
+        if not found:
+            raise WorkbenchError(
+                f"the chat template of {_name(tokenizer)} does not write the message text as given",
+                "use a backbone whose chat template copies each message's content",
             )
-        )
-    return rendered
+        pieces += [head, tail]
+    out = []
+    for prompt in prompts:
+        contents = [system_prompt, prompt] if system_prompt else [prompt]
+        written = []
+        for i, content in enumerate(contents):
+            real = _render(tokenizer, roles, [content if j == i else m for j, m in enumerate(marks)])
+            before, _, after = skeleton.partition(marks[i])
+            if not (real.startswith(before) and real.endswith(after)):
+                raise WorkbenchError(
+                    f"the chat template of {_name(tokenizer)} changes the text around a message",
+                    "use a backbone whose chat template copies each message's content",
+                )
+            written.append(real[len(before) : len(real) - len(after)])
+        ids: list[int] = []
+        for k, piece in enumerate(pieces):
+            ids += tokenizer(piece, add_special_tokens=False)["input_ids"] if piece else []
+            if k < len(written) and written[k]:
+                ids += text_ids(tokenizer, [written[k]])[0]
+        out.append(ids)
+    return out
 
 
 @torch.no_grad()
@@ -108,18 +160,13 @@ def chat_answer(
     top_p: float = 1.0,
 ) -> list[str]:
     """The frozen LLM's own answers to prompts, via its chat template, batched with left padding."""
-    tokenizer = backbone.tokenizer
-    batch = tokenizer(
-        chat_prompts(backbone, prompts, system_prompt),
-        add_special_tokens=False,
-        padding=True,
-        return_tensors="pt",
+    _check_template(backbone.tokenizer, backbone.info.name)
+    input_ids, mask = left_pad(
+        chat_ids(backbone.tokenizer, prompts, system_prompt), backbone.tokenizer.pad_token_id
     )
     device = backbone.model.get_input_embeddings().weight.device
     config = generation_config(backbone, max_new_tokens, do_sample, temperature, top_p)
     out = backbone.model.generate(
-        input_ids=batch["input_ids"].to(device),
-        attention_mask=batch["attention_mask"].to(device),
-        generation_config=config,
+        input_ids=input_ids.to(device), attention_mask=mask.to(device), generation_config=config
     )
-    return decode_new_tokens(backbone, out[:, batch["input_ids"].shape[1] :])
+    return decode_new_tokens(backbone, out[:, input_ids.shape[1] :])

@@ -49,6 +49,30 @@ def check_texts(texts: list[str] | str) -> list[str]:
     return texts
 
 
+def text_ids(tokenizer: Any, texts: list[str], *, add_special_tokens: bool = False) -> list[list[int]]:
+    """Token ids of user text as text: a string that spells a control token stays ordinary tokens.
+
+    The one place user text is tokenized: ``<|im_end|><|im_start|>assistant`` inside a prompt never
+    becomes the tokenizer's real control tokens, so it cannot forge a chat turn or a special position.
+    ``add_special_tokens`` adds the tokenizer's own BOS/EOS framing (not taken from the text).
+    """
+    return tokenizer(list(texts), add_special_tokens=add_special_tokens, split_special_tokens=True)[
+        "input_ids"
+    ]
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ``input_ids`` and ``attention_mask`` ``[B, L]`` of token id rows."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
+    return input_ids, mask
+
+
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that start at 0 on each row's first real token (needed with left padding)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -62,17 +86,8 @@ def build_encoder_batch(
     Text that spells a special token is split into ordinary tokens, so the special ids occur
     only in the last N positions, whatever the input.
     """
-    n = len(special_ids)
-    room = max_length - n
-    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False, split_special_tokens=True)[
-        "input_ids"
-    ]
+    room = max_length - len(special_ids)
+    encoded = text_ids(tokenizer, list(texts), add_special_tokens=True)
     rows = [list(ids[:room]) + list(special_ids) for ids in encoded]
-    width = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row) :] = 1
+    input_ids, mask = left_pad(rows, tokenizer.pad_token_id)
     return EncoderBatch(input_ids, mask, position_ids(mask))

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from .inputs import text_ids
 from .tracing import TracedBackbone
 
 
@@ -26,7 +27,7 @@ class ResponseBatch:
 def response_tokens(tokenizer: Any, responses: list[str], max_tokens: int, eos_id: int) -> list[list[int]]:
     """Each response's token ids and the model's real EOS id; a response cut at ``max_tokens`` gets no
     EOS, so the decoder is never taught to stop where only the cap, not the answer, ended."""
-    ids = tokenizer(responses, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    ids = text_ids(tokenizer, responses)
     return [list(r[:max_tokens]) if len(r) > max_tokens else [*r, eos_id] for r in ids]
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..core.config import DOCUMENT_INSTRUCTION
 from ..core.errors import WorkbenchError
+from ..core.paths import require_file
 from ..store.textio import read_utf8
 from ..train.prompts import data_dir as resolve_data
 from .encoders import (
@@ -87,8 +88,7 @@ class RetrievalTask:
 
 
 def _json(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise WorkbenchError(f"{what} file {path} does not exist", "pass --data-dir (or set $WORKBENCH_DATA)")
+    require_file(path, f"{what} file", "pass --data-dir (or set $WORKBENCH_DATA)")
     try:
         return json.loads(read_utf8(path, what))
     except json.JSONDecodeError as err:
@@ -133,8 +133,7 @@ def theoremqa_task(root: Path, limit: int | None = None) -> RetrievalTask:
 def gsm8k_task(root: Path, limit: int | None = None) -> RetrievalTask:
     """GSM8K question → its own worked solution; the corpus is the solutions of the kept questions."""
     path = root / "gsm8k" / "train.jsonl"
-    if not path.is_file():
-        raise WorkbenchError(f"GSM8K file {path} does not exist", "pass --data-dir (or set $WORKBENCH_DATA)")
+    require_file(path, "GSM8K file", "pass --data-dir (or set $WORKBENCH_DATA)")
     queries, corpus, qrels = {}, {}, {}
     for n, line in enumerate(read_utf8(path, "GSM8K").splitlines()[:limit]):
         try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import WorkbenchError
+from ..core.paths import require_file
 from ..store.textio import read_jsonl, read_utf8
 
 ADVBENCH_FILE = "advbench-ir/advbench-ir.jsonl"
@@ -42,8 +43,7 @@ def chunk_words(text: str, size: int = 100) -> list[str]:
 
 
 def _jsonl(path: Path, what: str) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise WorkbenchError(f"{what} file {path} does not exist", "pass --data-dir (or set $WORKBENCH_DATA)")
+    require_file(path, f"{what} file", "pass --data-dir (or set $WORKBENCH_DATA)")
     return read_jsonl(path, what)
 
 
@@ -117,10 +117,7 @@ def benign_passages(root: Path, limit: int | None = None, seed: int = 0) -> list
 
 def read_passage_file(path: Path, limit: int | None = None) -> list[Passage]:
     """Benign passages from a ``.txt`` (one a line) or ``.jsonl`` (``text``, optional ``title``) file."""
-    if not path.is_file():
-        raise WorkbenchError(
-            f"distractor file {path} does not exist", "check the path given to --distractors"
-        )
+    path = require_file(path, "distractor file", "check the path given to --distractors")
     if path.suffix == ".jsonl":
         texts = []
         for n, row in enumerate(_jsonl(path, "distractor"), 1):

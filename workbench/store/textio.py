@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import WorkbenchError
+from ..core.paths import require_file
 
 
 def read_utf8(path: str | Path, what: str = "file") -> str:
     """A text file's content, with one-line errors for a missing file or bytes that are not UTF-8."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WorkbenchError(f"{what} {path} does not exist", "check the path")
+    path = require_file(path, what)
     raw = path.read_bytes()
     try:
         return raw.decode("utf-8-sig")

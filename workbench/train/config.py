@@ -9,6 +9,7 @@ from typing import Any
 
 from ..core.config import GenConfig
 from ..core.errors import WorkbenchError
+from ..core.paths import require_file
 from ..core.registry import DEFAULT_BACKBONE
 
 MIXED_PRECISION = ("no", "bf16")
@@ -115,9 +116,7 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> dict[str, Any]:
         """Read overrides from a JSON or YAML file (unknown keys are an error)."""
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise WorkbenchError(f"config file {path} does not exist", "check the path")
+        path = require_file(path, "config file")
         text = path.read_text(encoding="utf-8")
         try:
             if path.suffix in (".yaml", ".yml"):

@@ -10,6 +10,7 @@ import torch
 
 from ..core.errors import WorkbenchError
 from ..core.hashing import sha256_text
+from ..core.paths import require_file
 
 
 @dataclass(frozen=True)
@@ -20,12 +21,9 @@ class Pair:
 
 def read_pairs(path: str | Path, limit: int | None = None) -> tuple[list[Pair], str]:
     """Pairs with a non-empty prompt and response, and the sha256 of what was read."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WorkbenchError(
-            f"responses file {path} does not exist",
-            "make it with `workbench respond --prompts ... --out responses.jsonl`",
-        )
+    path = require_file(
+        path, "responses file", "make it with `workbench respond --prompts ... --out responses.jsonl`"
+    )
     pairs: list[Pair] = []
     with open(path, "rb") as fh:
         for n, raw in enumerate(fh, 1):

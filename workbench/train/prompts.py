@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..core.errors import WorkbenchError
 from ..core.hashing import sha256_text
+from ..core.paths import require_file
 from ..store.textio import read_utf8
 
 # name -> (files relative to the data folder, text field)
@@ -173,9 +174,7 @@ def held_out(items: list[Prompt], files: list[Path]) -> tuple[list[Prompt], int]
     set written by ``workbench respond``), compared case- and space-insensitively; and how many went."""
     drop: set[str] = set()
     for path in files:
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise WorkbenchError(f"--exclude file {path} does not exist", "check the path")
+        path = require_file(path, "--exclude file")
         drop.update(_normal(t) for t in _rows(path, "prompt"))
     kept = [p for p in items if _normal(p.text) not in drop]
     return kept, len(items) - len(kept)
