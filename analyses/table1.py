@@ -174,11 +174,12 @@ def phrase_reasoning(info: dict[str, Any]) -> str:
 
 
 def shown(path: Path) -> str:
-    """A path relative to the repository when it is inside it."""
-    try:
-        return path.resolve().relative_to(ROOT).as_posix()
-    except ValueError:
-        return str(path)
+    """A path relative to the repository when it is inside it, else to the home folder (``~/...``)."""
+    resolved = path.resolve()
+    for base, prefix in ((ROOT, ""), (Path.home().resolve(), "~/")):
+        if resolved.is_relative_to(base):
+            return prefix + resolved.relative_to(base).as_posix()
+    return str(path)
 
 
 def missing_line(kind: str, backbone: str, path: Path) -> str:
@@ -255,6 +256,9 @@ def publish(tmp: Path, kind: str, backbone: str, eval_dir: Path, limit: int | No
     ckpt = payload.get("config", {}).get("checkpoint")
     if ckpt:
         payload["config"]["checkpoint"] = shown(Path(ckpt))
+    cache = payload.get("embedding_cache", {})
+    if cache.get("root"):
+        cache["root"] = shown(Path(cache["root"]))
     payload["note"] = (
         f"written by analyses/table1.py --run ({f'first {limit} queries' if limit else 'all queries'}); "
         "copy without per-query samples and LLM answers"

@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "differences": DIFFERENCES,
         "target_min_cosine": TARGET_COSINE,
         "machine": machine_info(),
-        "side_environment": str(args.venv),
+        "side_environment": args.venv.name,  # its versions are under "official"; no machine path
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
