@@ -8,7 +8,7 @@ import torch
 
 from .backbone import Backbone
 from .errors import WorkbenchError
-from .inputs import left_pad, text_ids
+from .inputs import pad_rows, text_ids
 
 
 def eos_ids(backbone: Backbone) -> list[int]:
@@ -161,8 +161,8 @@ def chat_answer(
 ) -> list[str]:
     """The frozen LLM's own answers to prompts, via its chat template, batched with left padding."""
     _check_template(backbone.tokenizer, backbone.info.name)
-    input_ids, mask = left_pad(
-        chat_ids(backbone.tokenizer, prompts, system_prompt), backbone.tokenizer.pad_token_id
+    input_ids, mask = pad_rows(
+        chat_ids(backbone.tokenizer, prompts, system_prompt), backbone.tokenizer.pad_token_id, left=True
     )
     device = backbone.model.get_input_embeddings().weight.device
     config = generation_config(backbone, max_new_tokens, do_sample, temperature, top_p)

@@ -61,15 +61,16 @@ def text_ids(tokenizer: Any, texts: list[str], *, add_special_tokens: bool = Fal
     ]
 
 
-def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ``input_ids`` and ``attention_mask`` ``[B, L]`` of token id rows."""
+def pad_rows(rows: list[list[int]], pad_id: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` ``[B, L]`` of token id rows, padded on the left or right."""
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         if row:
-            input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row) :] = 1
+            span = slice(width - len(row), width) if left else slice(0, len(row))
+            input_ids[i, span] = torch.tensor(row, dtype=torch.long)
+            mask[i, span] = 1
     return input_ids, mask
 
 
@@ -89,5 +90,5 @@ def build_encoder_batch(
     room = max_length - len(special_ids)
     encoded = text_ids(tokenizer, list(texts), add_special_tokens=True)
     rows = [list(ids[:room]) + list(special_ids) for ids in encoded]
-    input_ids, mask = left_pad(rows, tokenizer.pad_token_id)
+    input_ids, mask = pad_rows(rows, tokenizer.pad_token_id, left=True)
     return EncoderBatch(input_ids, mask, position_ids(mask))

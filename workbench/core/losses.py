@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from .inputs import text_ids
+from .inputs import pad_rows, text_ids
 from .tracing import TracedBackbone
 
 
@@ -32,13 +32,7 @@ def response_tokens(tokenizer: Any, responses: list[str], max_tokens: int, eos_i
 
 
 def pad_right(rows: list[list[int]], pad_id: int) -> ResponseBatch:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-    return ResponseBatch(ids, mask)
+    return ResponseBatch(*pad_rows(rows, pad_id, left=False))
 
 
 def reconstruction_loss_sum(

@@ -68,8 +68,7 @@ def load_official(
         special_tokens=ck.special_tokens,
     )
     gen = LLM2VecGen(loaded, config)
-    gen.load_weights(ck.tensors)
-    gen.trained = bool(ck.run_config.get("workbench_trained", True))
+    gen.load_weights(ck.tensors, trained=bool(ck.run_config.get("workbench_trained", True)))
     if list(gen.special_ids) != list(ck.token_ids):
         log.warning(
             "special token ids differ from the official tokenizer's (%s vs %s): the backbone's tokenizer "
