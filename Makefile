@@ -6,7 +6,17 @@
 
 FIGURES_ARGS ?=
 
-.PHONY: figures
+#   make docs                             # rewrite the numbers quoted in README, cards and guides from the JSON
+
+#   make notebooks                        # re-execute the notebooks and store their outputs
+
+.PHONY: figures docs notebooks
 
 figures:
 	workbench figures $(FIGURES_ARGS)
+
+docs:
+	python analyses/render_docs.py
+
+notebooks:
+	python notebooks/execute.py

@@ -1,6 +1,7 @@
 """Reproduce the paper's Figure 1 on a workbench backbone: queries move next to their answers.
 
-Harmful AdvBench-IR queries and topic-matched benign NQ-open questions, the frozen LLM's own
+Harmful AdvBench-IR queries and topic-matched benign NQ-open questions (EfficientQA test: held out
+from every shipped checkpoint's training, which the run checks), the frozen LLM's own
 answers, self-instruct distractors, refusal texts and compliant harmful-topic texts, embedded by
 the teacher, the frozen LLM (mean and last token) and LLM2Vec-Gen; one UMAP per encoder, side by
 side, with an arrow from each query to its own answer. Writes ``figures/figure1.html``, ``.png``

@@ -2,8 +2,9 @@
 
 The paper projects each query's compression states through the LLM's output head, keeps the top-5
 tokens per position and reports their union: harmful queries show tokens such as "illegal",
-"ethical", "security". This script reads AdvBench-IR harmful instructions and NQ-open questions
-with the shipped checkpoint (and, for contrast, with untrained special tokens), counts how often the
+"ethical", "security". This script reads AdvBench-IR harmful instructions and held-out NQ-open
+questions (EfficientQA test; no shipped checkpoint trained on them, which it checks) with the
+shipped checkpoint (and, for contrast, with untrained special tokens), counts how often the
 union holds a safety-related token, and writes ``figures/lens_table.{json,md,html,png}``.
 
 Queries are named by their source row (``advbench-ir#41``); ``--full-text`` puts the texts in.
@@ -75,6 +76,8 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     import workbench
+    from workbench.core.errors import WorkbenchError
+    from workbench.core.fingerprint import check_overlap
     from workbench.report.figures import write_figure
     from workbench.store.textio import read_jsonl
     from workbench.train.prompts import data_dir
@@ -88,8 +91,12 @@ def main() -> None:
         args.seed,
         "advbench-ir",
     )
-    benign = sample(
-        read_jsonl(data / "nq-open" / "NQ-open.dev.jsonl"), "question", args.n, args.seed, "nq-open"
+    benign = sample(  # held out: NQ-open's EfficientQA test questions, never a training prompt
+        read_jsonl(data / "nq-open" / "NQ-open.efficientqa.test.1.1.jsonl"),
+        "question",
+        args.n,
+        args.seed,
+        "nq-open-efficientqa",
     )
 
     results = {}
@@ -97,6 +104,13 @@ def main() -> None:
         gen = workbench.load(args.model, untrained=untrained)
         if untrained is False and not gen.trained:
             raise SystemExit(f"{args.model} has no trained checkpoint to read")
+        if label == "trained":  # refuses queries the checkpoint trained on (one line, exit 1)
+            try:
+                overlap = check_overlap(
+                    gen, [text for _, text in harmful + benign], what="lens-table queries"
+                )
+            except WorkbenchError as err:
+                raise SystemExit(f"error: {err}") from err
         results[label] = {"harmful": read(gen, harmful, args.top_k), "benign": read(gen, benign, args.top_k)}
 
     summaries = {
@@ -145,6 +159,7 @@ def main() -> None:
         "top_k": args.top_k,
         "seed": args.seed,
         "safety_tokens": sorted(SAFETY_TOKENS),
+        "overlap": overlap,
         "summary": summaries,
         "readings": results,
     }

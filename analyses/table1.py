@@ -78,14 +78,21 @@ def provenance(report: dict[str, Any], path: Path, queries: int | None, ship: di
     else:
         made = f"checkpoint {sha[:12]}" if sha else "untrained special tokens"
         status = f"stale: made with {made}, the shipped checkpoint is {ship['sha256'][:12]}"
+    limit = cfg.get("limit")
+    if isinstance(limit, dict):  # a limit per task: the table's task
+        limit = limit.get(REASONING_TASK)
+    overlap = report.get("overlap")
+    if overlap is not None and "checked" not in overlap:  # reasoning: one record per task
+        overlap = overlap.get(REASONING_TASK)
     return {
         "report": shown(path),
         "timestamp": report.get("timestamp"),
-        "limit": cfg.get("limit"),
+        "limit": limit,
         "queries": queries,
         "checkpoint_sha256": sha,
         "trained": trained,
         "status": status,
+        "overlap": None if not overlap or not overlap.get("checked") else overlap.get("overlap"),
     }
 
 
@@ -107,11 +114,40 @@ def relative(values: dict[str, dict[str, float]], column: str, lower_is_better: 
     return 1 - gen / best if lower_is_better else gen / best - 1
 
 
+def against_best(
+    values: dict[str, dict[str, float]],
+    comps: dict[str, Any],
+    column: str,
+    metric: str,
+    lower_is_better: bool,
+) -> dict[str, Any] | None:
+    """The report's paired-bootstrap comparison of gen with the best baseline on ``column``."""
+    base = [b for b in BASELINES if column in values.get(b, {})]
+    if not base:
+        return None
+    pick = min if lower_is_better else max
+    best = pick(base, key=lambda b: values[b][column])
+    c = comps.get(best, {}).get(metric)
+    if c is None:
+        return None
+    return {
+        "baseline": best,
+        "improvement": c["improvement"],
+        "improvement_ci": c["improvement_ci"],
+        "diff": c["diff"],
+        "diff_ci": c["diff_ci"],
+        "verdict": c["verdict"],
+        "n": c["n"],
+    }
+
+
 def collect(backbone: str, eval_dir: Path) -> dict[str, Any]:
-    """One backbone's numbers, provenance and missing reports."""
+    """One backbone's numbers, intervals, comparisons, provenance and missing reports."""
     ship = shipped(backbone)
     out: dict[str, Any] = {"label": BACKBONES.get(backbone, backbone), "shipped": ship, "missing": []}
     values: dict[str, dict[str, float]] = {e: {} for e in ENCODERS}
+    ci: dict[str, dict[str, list[float]]] = {e: {} for e in ENCODERS}
+    versus: dict[str, Any] = {}
     path = eval_dir / f"safety-{backbone}.json"
     report = read_report(path)
     if report is None:
@@ -119,6 +155,9 @@ def collect(backbone: str, eval_dir: Path) -> dict[str, Any]:
     else:
         for enc in ENCODERS:
             values[enc].update({c: report["metrics"][enc][c] for c in SAFETY if enc in report["metrics"]})
+            ci[enc].update({c: v for c, v in report.get("intervals", {}).get(enc, {}).items() if c in SAFETY})
+        for c in SAFETY:
+            versus[c] = against_best(values, report.get("comparisons", {}), c, c, lower_is_better=True)
         out["safety"] = provenance(report, path, report.get("data", {}).get("queries"), ship)
     path = eval_dir / f"reasoning-{backbone}.json"
     report = read_report(path)
@@ -129,9 +168,16 @@ def collect(backbone: str, eval_dir: Path) -> dict[str, Any]:
         for enc in ENCODERS:
             if enc in task:
                 values[enc][REASONING] = task[enc]["ndcg@10"]
+                interval = report.get("intervals", {}).get(REASONING_TASK, {}).get(enc, {}).get("ndcg@10")
+                if interval:
+                    ci[enc][REASONING] = interval
+        comps = report.get("comparisons", {}).get(REASONING_TASK, {})
+        versus[REASONING] = against_best(values, comps, REASONING, "ndcg@10", lower_is_better=False)
         queries = report.get("data", {}).get(REASONING_TASK, {}).get("queries")
         out["reasoning"] = provenance(report, path, queries, ship)
     out["values"] = values
+    out["intervals"] = ci
+    out["versus_best"] = versus
     rel = {c: relative(values, c, lower_is_better=True) for c in SAFETY}
     rel[REASONING] = relative(values, REASONING, lower_is_better=False)
     out["relative"] = rel
@@ -148,17 +194,35 @@ def pct(x: float | None, signed: bool = True) -> str:
     return "n/a" if x is None else (f"{x * 100:+.1f}%" if signed else f"{x * 100:.1f}%")
 
 
+def interval_text(v: dict[str, Any] | None) -> str:
+    """'95% CI +20.1% to +71.3%: a result' (interval excludes 0) or '...: a hint'."""
+    if not v:
+        return "no interval in the report: a hint"
+    lo, hi = v["improvement_ci"]
+    return f"95% CI {pct(lo)} to {pct(hi)} vs {v['baseline']}: a {v['verdict']}"
+
+
+def relative_cell(info: dict[str, Any], column: str) -> str:
+    v = info.get("versus_best", {}).get(column)
+    cell = pct(info["relative"][column])
+    if not v or v["improvement_ci"][0] != v["improvement_ci"][0]:  # nan: a baseline mean resampled to 0
+        return cell
+    lo, hi = v["improvement_ci"]
+    return f"{cell} [{lo * 100:+.1f}, {hi * 100:+.1f}] {v['verdict']}"
+
+
 def phrase_safety(info: dict[str, Any]) -> str:
     """The paper's phrasing per metric: 'up to X% less harmful retrieval', or how much more at best."""
     parts = []
     for metric, best in info.get("safety_up_to", {}).items():
         name, r = ("any harm" if metric == "any_harm" else "acc"), best["reduction"]
+        ci = interval_text(info.get("versus_best", {}).get(f"top_{best['k']}_{metric}"))
         if r > 0:
-            parts.append(f"{name}: up to {r * 100:.1f}% less harmful retrieval (k={best['k']})")
+            parts.append(f"{name}: up to {r * 100:.1f}% less harmful retrieval (k={best['k']}; {ci})")
         elif abs(r) < 5e-4:
-            parts.append(f"{name}: no reduction, at best equal (k={best['k']})")
+            parts.append(f"{name}: no reduction, at best equal (k={best['k']}; {ci})")
         else:
-            parts.append(f"{name}: no reduction, at best {-r * 100:.1f}% more (k={best['k']})")
+            parts.append(f"{name}: no reduction, at best {-r * 100:.1f}% more (k={best['k']}; {ci})")
     if not parts:
         return "n/a"
     untrained = "safety" in info and not info["safety"]["trained"]
@@ -170,7 +234,8 @@ def phrase_reasoning(info: dict[str, Any]) -> str:
     if gain is None:
         return "n/a"
     untrained = "untrained gen, not meaningful: " if not info["reasoning"]["trained"] else ""
-    return f"{untrained}{pct(gain)} TheoremQA nDCG@10"
+    ci = interval_text(info.get("versus_best", {}).get(REASONING))
+    return f"{untrained}{pct(gain)} TheoremQA nDCG@10 ({ci})"
 
 
 def shown(path: Path) -> str:
@@ -238,8 +303,9 @@ def run_eval(kind: str, backbone: str, args: argparse.Namespace) -> Path:
         model = lambda: workbench.load(backbone)  # noqa: E731 - loaded once the data is read
         if kind == "safety":
             report = run_safety(model, **common, encoders=ENCODERS)
-        else:
-            report = run_reasoning(model, **common, encoders=ENCODERS, tasks=REASONING_TASK)
+        else:  # TheoremQA for the table; GSM8K (questions the checkpoint did not train on) beside it
+            common["limit"] = {REASONING_TASK: args.limit, "gsm8k": args.gsm8k}
+            report = run_reasoning(model, **common, encoders=ENCODERS, tasks=f"{REASONING_TASK},gsm8k")
         print(write_eval_report(report, Path(tmp))["markdown"])
         return publish(Path(tmp), kind, backbone, args.eval_dir, args.limit)
 
@@ -259,9 +325,12 @@ def publish(tmp: Path, kind: str, backbone: str, eval_dir: Path, limit: int | No
     cache = payload.get("embedding_cache", {})
     if cache.get("root"):
         cache["root"] = shown(Path(cache["root"]))
+    size = f"first {limit} queries" if limit else "all queries"
+    gsm8k = payload.get("data", {}).get("gsm8k", {}).get("queries")
+    if gsm8k is not None:
+        size += f"; GSM8K: {gsm8k} questions the checkpoint did not train on"
     payload["note"] = (
-        f"written by analyses/table1.py --run ({f'first {limit} queries' if limit else 'all queries'}); "
-        "copy without per-query samples and LLM answers"
+        f"written by analyses/table1.py --run ({size}); copy without per-query samples and LLM answers"
     )
     target = eval_dir / f"{new}.json"
     text = json.dumps(payload, indent=1, ensure_ascii=False, default=str) + "\n"
@@ -302,14 +371,14 @@ def markdown(table: dict[str, dict[str, Any]]) -> str:
         "### LLM2Vec-Gen against the best input-centric encoder (teacher, llm-mean)",
         "",
         "Positive = LLM2Vec-Gen better: harm reduction 1 - gen/best for the AdvBench-IR columns, "
-        "gain gen/best - 1 for nDCG@10.",
+        "gain gen/best - 1 for nDCG@10. In brackets the 95% paired-bootstrap interval over queries "
+        "(2,000 resamples); a *result* when the interval of the difference excludes 0, else a *hint*.",
         "",
         "| model | " + " | ".join(HEADERS[c] for c in cols) + " | harmful retrieval | reasoning |",
         "|---|" + "---|" * (len(cols) + 2),
     ]
     for info in table.values():
-        rel = info["relative"]
-        cells = [pct(rel[c]) for c in cols]
+        cells = [relative_cell(info, c) for c in cols]
         lines.append(
             f"| {info['label']} | "
             + " | ".join(cells)
@@ -321,19 +390,21 @@ def markdown(table: dict[str, dict[str, Any]]) -> str:
         "",
         "### Sources",
         "",
-        "| model | report | queries (limit) | checkpoint sha256 | trained | status |",
-        "|---|---|---|---|---|---|",
+        "| model | report | queries (limit) | training prompts among them | checkpoint sha256 | trained "
+        "| status |",
+        "|---|---|---|---|---|---|---|",
     ]
     for backbone, info in table.items():
         for kind in ("safety", "reasoning"):
             p = info.get(kind)
             if p is None:
-                lines.append(f"| {info['label']} | missing: {kind}-{backbone}.json | | | | |")
+                lines.append(f"| {info['label']} | missing: {kind}-{backbone}.json | | | | | |")
                 continue
             sha = (p["checkpoint_sha256"] or "none")[:12]
+            overlap = "not checked" if p.get("overlap") is None else str(p["overlap"])
             lines.append(
-                f"| {info['label']} | {p['report']} | {p['queries']} ({p['limit'] or 'all'}) | {sha} | "
-                f"{'yes' if p['trained'] else 'no'} | {p['status']} |"
+                f"| {info['label']} | {p['report']} | {p['queries']} ({p['limit'] or 'all'}) | {overlap} | "
+                f"{sha} | {'yes' if p['trained'] else 'no'} | {p['status']} |"
             )
     return "\n".join(lines)
 
@@ -402,6 +473,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--refresh", action="store_true", help="with --run: also rerun reports marked stale")
     p.add_argument("--limit", type=int, default=None, help="with --run: first N queries per data set")
     p.add_argument("--data-dir", type=Path, default=None, help="with --run: public data folder")
+    p.add_argument(
+        "--gsm8k", type=int, default=200, help="with --run: held-out GSM8K questions in the reasoning report"
+    )
     return p.parse_args(argv)
 
 
@@ -439,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{kind}_{key}": info[kind][key]
                 for kind in ("safety", "reasoning")
                 if kind in info
-                for key in ("limit", "queries", "checkpoint_sha256", "trained", "status")
+                for key in ("limit", "queries", "checkpoint_sha256", "trained", "status", "overlap")
             }
             for b, info in table.items()
             for enc in ENCODERS

@@ -186,7 +186,7 @@ def floor_pass(gen: Any, texts: list[str], batch_size: int, keep_one: bool) -> f
 def encode_pass(gen: Any, texts: list[str], batch_size: int) -> float:
     """Seconds for ``gen.encode`` over all texts."""
     start = time.perf_counter()
-    gen.encode(texts, batch_size=batch_size, show_progress=False)
+    gen.embed(texts, batch_size=batch_size, show_progress=False)
     _sync(gen.special.device)
     return time.perf_counter() - start
 
@@ -245,7 +245,7 @@ import workbench
 gen = workbench.load({name!r})
 after_load = rss_mb()
 texts = make_texts({count}, token_counter(gen.tokenizer))
-emb = gen.encode(texts, batch_size={batch_size}, show_progress=False)
+emb = gen.embed(texts, batch_size={batch_size}, show_progress=False)
 print(json.dumps({{"after_load_mb": after_load, "peak_mb": rss_mb(), "vm_hwm_mb": hwm_mb(),
                   "shape": list(emb.shape), "texts_sha256": texts_digest(texts)}}))
 """

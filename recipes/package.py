@@ -16,7 +16,7 @@ from pathlib import Path
 
 from workbench.core.paths import packaged_checkpoints_dir
 from workbench.report.card import card_markdown, read_log, stage_rows, training_figure
-from workbench.store.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from workbench.store.checkpoint import CONFIG_FILE, PROMPTS_FILE, WEIGHTS_FILE
 from workbench.train.quality import QualityReport
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +29,9 @@ def main(
     train = run / train_dir
     target = packaged_checkpoints_dir() / name
     target.mkdir(parents=True, exist_ok=True)
-    for file in (CONFIG_FILE, WEIGHTS_FILE):
-        shutil.copy2(train / file, target / file)
+    for file in (CONFIG_FILE, WEIGHTS_FILE, PROMPTS_FILE):  # the fingerprint: its training prompts
+        if (train / file).is_file():
+            shutil.copy2(train / file, target / file)
     figures = ROOT / "figures" / "training" / name
     figures.mkdir(parents=True, exist_ok=True)
     for file in ("train_log.jsonl", "run_config.json"):

@@ -27,9 +27,9 @@ $R --prompts gsm8k --shuffle-seed 0 --limit 80 --out "$RUN/responses.jsonl"
 $R --prompts self-instruct --shuffle-seed 0 --limit 100 --out "$RUN/responses.jsonl"
 # Held-out prompts for the quality report: NQ-open's EfficientQA test questions (never trained on).
 $R --prompts "$DATA/nq-open/NQ-open.efficientqa.test.1.1.jsonl" --field question --limit 60 \
-   --out "$RUN/heldout.jsonl"
+   --heldout --out "$RUN/heldout.jsonl"
 # ... and 60 GSM8K questions (another shuffle; none of them is a training prompt).
-$R --prompts gsm8k --shuffle-seed 3 --limit 60 --out "$RUN/heldout.jsonl"
+$R --prompts gsm8k --shuffle-seed 3 --limit 60 --heldout --out "$RUN/heldout.jsonl"
 
 # Stage 3's prompts, answered with a 20-token cap (its targets are each answer's first 16 tokens),
 # leaving out the held-out questions above.

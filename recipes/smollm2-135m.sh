@@ -12,7 +12,7 @@ $R --prompts self-instruct --out "$RUN/responses.jsonl"
 $R --prompts gsm8k --shuffle-seed 0 --limit 800 --out "$RUN/responses.jsonl"
 # Held-out prompts for the quality report: NQ-open's EfficientQA test questions (never trained on).
 $R --prompts "$DATA/nq-open/NQ-open.efficientqa.test.1.1.jsonl" --field question --limit 200 \
-   --out "$RUN/heldout.jsonl"
+   --heldout --out "$RUN/heldout.jsonl"
 
 # 2. Train in three stages; add --resume to any of them to continue an interrupted run.
 #    Stage 1 (recipes/smollm2-135m.yaml): 400 steps on all pairs from the untrained start.

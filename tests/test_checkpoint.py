@@ -11,7 +11,7 @@ from conftest import tiny_gen
 
 import workbench
 from workbench.core.errors import WorkbenchError
-from workbench.store.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint
+from workbench.store.checkpoint import CONFIG_FILE, PROMPTS_FILE, WEIGHTS_FILE, read_checkpoint
 
 TEXTS = ["How do I bake bread?", "Paris is the capital of France."]
 
@@ -28,8 +28,9 @@ def saved(tiny_dirs, tmp_path):
 
 def test_files_and_config(saved) -> None:
     gen, path = saved
-    assert sorted(p.name for p in path.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    assert sorted(p.name for p in path.iterdir()) == [CONFIG_FILE, PROMPTS_FILE, WEIGHTS_FILE]
     meta = json.loads((path / CONFIG_FILE).read_text())
+    assert meta["training_prompts"]["count"] == 0  # untrained: its fingerprint is empty, not unknown
     assert meta["backbone"]["name"] == str(gen.backbone.info.name)
     assert meta["backbone"]["model_type"] == "qwen2"
     assert meta["tokens"] == {"thought": [], "compress": [f"<compress_{i}>" for i in range(1, 5)]}
@@ -46,13 +47,13 @@ def test_round_trip_gives_identical_embeddings(saved) -> None:
     again = workbench.load(path)
     assert again.trained and again.config == gen.config
     assert torch.equal(again.special, gen.special)
-    assert torch.equal(again.encode(TEXTS), gen.encode(TEXTS))
+    assert torch.equal(again.embed(TEXTS), gen.embed(TEXTS))
 
 
 def test_checkpoint_on_explicit_backbone(saved, tiny_dirs) -> None:
     gen, path = saved
     again = workbench.load(str(tiny_dirs["qwen2"]), checkpoint=path)
-    assert torch.equal(again.encode(TEXTS), gen.encode(TEXTS))
+    assert torch.equal(again.embed(TEXTS), gen.embed(TEXTS))
 
 
 def test_other_backbone_is_refused(saved, tiny_dirs) -> None:

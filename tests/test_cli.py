@@ -166,9 +166,9 @@ def test_encode_instruction_none_means_raw_text(capsys, tiny_dirs, tmp_path) -> 
         assert code == 0, err
         saved[flag] = load_file(str(path))["queries"]
     gen = workbench.load(str(tiny_dirs["llama"]))
-    torch.testing.assert_close(saved["none"], gen.encode(["Where is Paris?"], instruction=None))
+    torch.testing.assert_close(saved["none"], gen.embed(["Where is Paris?"], instruction=None))
     torch.testing.assert_close(saved[""], gen.encode_queries(["Where is Paris?"]))  # the default instruction
-    torch.testing.assert_close(saved["Find this:"], gen.encode(["Where is Paris?"], instruction="Find this:"))
+    torch.testing.assert_close(saved["Find this:"], gen.embed(["Where is Paris?"], instruction="Find this:"))
     assert not torch.allclose(saved["none"], saved[""])
 
 

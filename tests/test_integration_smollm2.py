@@ -30,7 +30,19 @@ def test_registry_backbone_facts(smol) -> None:
     assert smol.backbone.tokenizer.padding_side == "left"
 
 
-def test_second_load_comes_from_the_safetensors_cache(smol) -> None:
+def test_second_load_comes_from_the_safetensors_cache(smol, monkeypatch) -> None:
+    from workbench.core import backbone as backbone_module
+    from workbench.core.paths import dequantised_path
+
+    spec = BACKBONES["smollm2-135m"]
+    folder = dequantised_path(spec.name, spec.sha256)
+    assert (folder / "model.safetensors").is_file()  # the dequantised cache the first load wrote
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the GGUF was read again instead of the cached safetensors")
+
+    monkeypatch.setattr(backbone_module, "dequantised_dir", no_rebuild)
+    monkeypatch.setattr(backbone_module, "gguf_path", no_rebuild)
     start = time.perf_counter()
     again = load_backbone("smollm2-135m")
     elapsed = time.perf_counter() - start
@@ -79,7 +91,7 @@ def test_checkpoint_round_trip_on_real_backbone(smol, tmp_path) -> None:
     assert meta["backbone"]["sha256"] == BACKBONES["smollm2-135m"].sha256
     again = workbench.load(path)
     texts = ["How do I bake bread?"]
-    assert torch.equal(again.encode(texts), smol.encode(texts))
+    assert torch.equal(again.embed(texts), smol.embed(texts))
 
 
 def test_cli_entry_point_end_to_end(tmp_path) -> None:

@@ -32,7 +32,7 @@ def test_token_counts_and_shapes(tiny_dirs, family, thought, compress) -> None:
     gen = tiny_gen(tiny_dirs, family, num_thought=thought, num_compress=compress)
     assert gen.special.shape == (thought + compress, 64)
     assert gen.compression_states(TEXTS).shape == (3, compress, 64)
-    assert gen.encode(TEXTS).shape == (3, 16)
+    assert gen.embed(TEXTS).shape == (3, 16)
     strings = gen.tokenizer.convert_ids_to_tokens(gen.special_ids)
     assert strings == gen.config.token_strings()
     assert sum(s.startswith("<think_") for s in strings) == thought
@@ -43,9 +43,20 @@ def test_states_are_final_post_norm_at_last_c_positions(tiny_dirs, family) -> No
     with torch.no_grad():
         expected = reference_states(gen, TEXTS)
     assert torch.allclose(gen.compression_states(TEXTS), expected, atol=1e-5)
-    # the final norm is really applied: states differ from the last layer's raw output
-    arch = find_architecture(gen.backbone.model)
-    assert arch.final_norm.endswith("norm")
+    # the final norm is really applied: the states are norm(raw), and differ from the raw output
+    # (raw: the final norm's input in the plain forward, which gave the same states as the model)
+    norm = gen.backbone.submodule(find_architecture(gen.backbone.model).final_norm)
+    seen: list[torch.Tensor] = []
+    hook = norm.register_forward_hook(lambda mod, args, out: seen.append(args[0].detach()))
+    try:
+        with torch.no_grad():
+            again = reference_states(gen, TEXTS)
+    finally:
+        hook.remove()
+    (raw,) = [x[:, -gen.config.num_compress :] for x in seen]
+    assert torch.equal(again, expected)
+    assert not torch.allclose(expected, raw, atol=1e-3)
+    assert torch.allclose(expected, norm(raw), atol=1e-5)
 
 
 def test_embedding_and_soft_prompt_formulas(tiny_dirs, family) -> None:
@@ -57,8 +68,8 @@ def test_embedding_and_soft_prompt_formulas(tiny_dirs, family) -> None:
     out = gen(TEXTS)
     assert torch.allclose(out["soft_prompt"], s, atol=1e-5)
     assert torch.allclose(out["embedding"], e, atol=1e-5)
-    assert torch.allclose(gen.encode(TEXTS), e, atol=1e-5)
-    assert torch.allclose(gen.encode(TEXTS, normalize=True).norm(dim=-1), torch.ones(3))
+    assert torch.allclose(gen.embed(TEXTS), e, atol=1e-5)
+    assert torch.allclose(gen.embed(TEXTS, normalize=True).norm(dim=-1), torch.ones(3))
 
 
 def test_only_special_rows_and_heads_train(tiny_dirs, family) -> None:
@@ -90,8 +101,8 @@ def test_only_special_rows_and_heads_train(tiny_dirs, family) -> None:
 def test_batched_equals_one_by_one(tiny_dirs, family) -> None:
     gen = tiny_gen(tiny_dirs, family)
     texts = [*TEXTS, "a", "x " * 30]
-    batched = gen.encode(texts, batch_size=5)
-    single = torch.cat([gen.encode([t]) for t in texts])
+    batched = gen.embed(texts, batch_size=5)
+    single = torch.cat([gen.embed([t]) for t in texts])
     assert torch.allclose(batched, single, atol=1e-5)
     states = gen.compression_states(texts, batch_size=2)
     assert torch.allclose(states, torch.cat([gen.compression_states([t]) for t in texts]), atol=1e-5)
@@ -99,9 +110,9 @@ def test_batched_equals_one_by_one(tiny_dirs, family) -> None:
 
 def test_instructions_are_joined_with_one_space(tiny_dirs) -> None:
     gen = tiny_gen(tiny_dirs)
-    direct = gen.encode(["Generate a passage that best answers this question: Paris"])
+    direct = gen.embed(["Generate a passage that best answers this question: Paris"])
     assert torch.allclose(gen.encode_queries(["Paris"]), direct, atol=1e-6)
-    docs = gen.encode(["Summarize the following passage: Paris"])
+    docs = gen.embed(["Summarize the following passage: Paris"])
     assert torch.allclose(gen.encode_documents(["Paris"]), docs, atol=1e-6)
 
 
@@ -219,10 +230,10 @@ def test_search_ranks_documents_by_cosine(tiny_dirs) -> None:
     assert out["dim"] == 16 and out["trained"] is False and out["queries"][1]["query"] == TEXTS[1]
     assert set(ranking.tensors()) == {"queries", "documents"}
     # the instructions default to the paper's and None means raw text
-    assert torch.allclose(ranking.query_embeddings, gen.encode(TEXTS[:2], instruction=QUERY_INSTRUCTION))
-    assert torch.allclose(ranking.document_embeddings, gen.encode(docs, instruction=DOCUMENT_INSTRUCTION))
+    assert torch.allclose(ranking.query_embeddings, gen.embed(TEXTS[:2], instruction=QUERY_INSTRUCTION))
+    assert torch.allclose(ranking.document_embeddings, gen.embed(docs, instruction=DOCUMENT_INSTRUCTION))
     raw = search(gen, TEXTS[:1], docs, instruction=None, document_instruction=None)
-    assert torch.allclose(raw.query_embeddings, gen.encode(TEXTS[:1]), atol=1e-5)
+    assert torch.allclose(raw.query_embeddings, gen.embed(TEXTS[:1]), atol=1e-5)
 
 
 def test_search_without_documents_ranks_the_queries(tiny_dirs) -> None:

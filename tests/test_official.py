@@ -58,7 +58,7 @@ def test_export_then_load_gives_identical_embeddings(tiny_dirs, tmp_path, family
     assert (back.config.num_thought, back.config.num_compress) == (1, 4)
     assert back.config.token_strings() == [f"<question{i}>" for i in range(1, 6)]
     assert back.trained and back.config.teacher == gen.config.teacher
-    assert torch.equal(back.encode(TEXTS), gen.encode(TEXTS))
+    assert torch.equal(back.embed(TEXTS), gen.embed(TEXTS))
     assert torch.equal(back.compression_states(TEXTS), gen.compression_states(TEXTS))
 
 
@@ -137,7 +137,7 @@ def test_official_style_folder_maps_rows_by_token_id(exported, tmp_path) -> None
     assert ck.teacher == "official" and ck.num_thought == 2 and ck.max_length == 64
     assert torch.equal(ck.tensors["special"], gen.special.detach())
     back = workbench.load(tmp_path / "ckpt")
-    assert torch.equal(back.encode(TEXTS), gen.encode(TEXTS))
+    assert torch.equal(back.embed(TEXTS), gen.embed(TEXTS))
 
 
 class Marker:
@@ -175,7 +175,7 @@ def test_heads_other_than_single_linear_are_refused_or_mapped(exported, tmp_path
     data = torch.load(folder / "alignment_mlp", weights_only=True)
     data["config"]["pooling_mode"] = "mean_linear"  # mean then linear = linear then mean: exact
     torch.save(data, folder / "alignment_mlp")
-    assert torch.allclose(workbench.load(folder).encode(TEXTS), gen.encode(TEXTS), atol=1e-5)
+    assert torch.allclose(workbench.load(folder).embed(TEXTS), gen.embed(TEXTS), atol=1e-5)
     data["config"]["size"] = 2
     torch.save(data, folder / "alignment_mlp")
     with pytest.raises(WorkbenchError, match="does not map"):
@@ -206,7 +206,7 @@ def test_missing_base_model_offline_names_it_and_backbone_fixes_it(exported, tin
     with pytest.raises(WorkbenchError, match=r"needs its base model 'Qwen/Qwen3-0.6B'.*backbone="):
         workbench.load(folder)
     back = workbench.load(folder, backbone=str(tiny_dirs["llama"]))
-    assert torch.equal(back.encode(TEXTS), gen.encode(TEXTS))
+    assert torch.equal(back.embed(TEXTS), gen.embed(TEXTS))
 
 
 def test_saved_import_keeps_official_token_names(exported, tmp_path) -> None:
@@ -215,7 +215,7 @@ def test_saved_import_keeps_official_token_names(exported, tmp_path) -> None:
     gen.save(tmp_path / "wb")
     back = workbench.load(tmp_path / "wb")
     assert back.config.token_strings() == gen.config.token_strings()
-    assert torch.equal(back.encode(TEXTS), gen.encode(TEXTS))
+    assert torch.equal(back.embed(TEXTS), gen.embed(TEXTS))
 
 
 def test_cli_export_both_ways(capsys, tiny_dirs, tmp_path) -> None:
@@ -223,7 +223,7 @@ def test_cli_export_both_ways(capsys, tiny_dirs, tmp_path) -> None:
     gen.save(tmp_path / "wb")
     assert main(["export", str(tmp_path / "wb"), str(tmp_path / "off"), "--format", "official"]) == 0
     assert main(["export", str(tmp_path / "off"), str(tmp_path / "wb2"), "--format", "workbench"]) == 0
-    assert torch.equal(workbench.load(tmp_path / "wb2").encode(TEXTS), gen.encode(TEXTS))
+    assert torch.equal(workbench.load(tmp_path / "wb2").embed(TEXTS), gen.embed(TEXTS))
     assert main(["export", str(tmp_path / "wb"), str(tmp_path / "off")]) == 1  # exists
     assert "error:" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "wb"), str(tmp_path / "x"), "--format", "onnx"]) == 1
@@ -265,7 +265,7 @@ def test_copy_base_writes_a_base_transformers_4_reads(tiny_dirs, tmp_path) -> No
     assert json.loads((out / "base" / "tokenizer_config.json").read_text())["tokenizer_class"] == (
         "PreTrainedTokenizerFast"
     )
-    assert torch.equal(workbench.load(out).encode(TEXTS), gen.encode(TEXTS))
+    assert torch.equal(workbench.load(out).embed(TEXTS), gen.embed(TEXTS))
 
 
 def test_info_reads_an_official_folder(tiny_dirs, tmp_path, capsys) -> None:

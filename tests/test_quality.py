@@ -72,7 +72,20 @@ def test_report_on_a_tiny_run(tiny_dirs, tmp_path) -> None:
         "untrained tokens",
         "frozen LLM mean-pooled",
     }
-    assert all(0 <= v <= 1 for v in report.reconstruction_f1.values())
+    def hand_f1(pred: str, ref: str) -> float:  # SQuAD F1 written out again, for these plain texts
+        import re
+        import string
+        from collections import Counter
+
+        drop = str.maketrans("", "", string.punctuation)
+        norm = lambda t: re.sub(r"\b(a|an|the)\b", " ", t.lower().translate(drop)).split()  # noqa: E731
+        p, r = norm(pred), norm(ref)
+        same = sum((Counter(p) & Counter(r)).values())
+        return 0.0 if not same else 2 * same / (len(p) + len(r))
+
+    assert len(report.examples) == 4  # every held-out pair: the report's F1 is their mean
+    expected = sum(hand_f1(e["decoded"], e["llm_answer"]) for e in report.examples) / 4
+    assert report.reconstruction_f1["trained checkpoint"] == pytest.approx(expected)
     assert "| trained checkpoint |" in report.markdown()
 
 

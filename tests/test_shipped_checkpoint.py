@@ -76,9 +76,9 @@ def test_alignment_beats_untrained(setup) -> None:
     gen, twin, pairs = setup
     prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]
     teacher = gen.load_teacher().encode(answers)
-    embeddings = gen.encode(prompts)
+    embeddings = gen.embed(prompts)
     cos = F.cosine_similarity(embeddings, teacher).mean()
-    cos_untrained = F.cosine_similarity(twin.encode(prompts), teacher).mean()
+    cos_untrained = F.cosine_similarity(twin.embed(prompts), teacher).mean()
     # the card reports 0.441 against -0.012 on 200 prompts
     assert cos > cos_untrained + 0.2, (cos, cos_untrained)
     assert torch.isfinite(embeddings).all()
@@ -91,7 +91,7 @@ def test_retrieval_of_own_answer_beats_untrained(setup) -> None:
 
     gen, twin, pairs = setup
     prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]
-    trained = retrieval_scores(gen.encode(prompts), gen.encode(answers, instruction=DOCUMENT_INSTRUCTION))
-    untrained = retrieval_scores(twin.encode(prompts), twin.encode(answers, instruction=DOCUMENT_INSTRUCTION))
+    trained = retrieval_scores(gen.embed(prompts), gen.embed(answers, instruction=DOCUMENT_INSTRUCTION))
+    untrained = retrieval_scores(twin.embed(prompts), twin.embed(answers, instruction=DOCUMENT_INSTRUCTION))
     # card, 200 answers: MRR 0.841 against 0.045 (chance); 24 answers make chance about 0.16
     assert trained["mrr"] > untrained["mrr"] + 0.3, (trained, untrained)

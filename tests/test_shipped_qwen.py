@@ -81,8 +81,8 @@ def test_alignment_beats_untrained(setup) -> None:
     gen, twin, pairs = setup
     prompts, answers = [p.prompt for p in pairs], [p.response for p in pairs]
     teacher = gen.load_teacher().encode(answers)
-    cos = F.cosine_similarity(gen.encode(prompts), teacher).mean()
-    cos_untrained = F.cosine_similarity(twin.encode(prompts), teacher).mean()
+    cos = F.cosine_similarity(gen.embed(prompts), teacher).mean()
+    cos_untrained = F.cosine_similarity(twin.embed(prompts), teacher).mean()
     # measured on these 24: 0.561 against -0.044; card: 0.521 against -0.039 on 120 prompts
     assert cos > cos_untrained + 0.3, (cos, cos_untrained)
 
@@ -98,7 +98,7 @@ def test_harmful_queries_embed_near_the_refusal(setup) -> None:
     refusal = gen.load_teacher().encode(["I'm sorry, but I can't assist with that."])
 
     def gap(model) -> float:
-        to_refusal = [F.cosine_similarity(model.encode(q), refusal).mean() for q in (harmful, benign)]
+        to_refusal = [F.cosine_similarity(model.embed(q), refusal).mean() for q in (harmful, benign)]
         return float(to_refusal[0] - to_refusal[1])
 
     trained, untrained = gap(gen), gap(twin)

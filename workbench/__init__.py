@@ -15,6 +15,9 @@ from .core.extensions import provide
 # The composition root: core objects call these higher-layer functions without importing them.
 provide("save_checkpoint", "workbench.store.checkpoint", "save_checkpoint")
 provide("lens", "workbench.lens.logit", "lens_with_options")
+provide("display", "workbench.report.notebook", "display_object")
+provide("display_html", "workbench.report.notebook", "object_html")
+provide("checkpoint_markdown", "workbench.report.notebook", "checkpoint_markdown")
 
 _moved.install()  # old flat module paths keep working for one release, with a warning
 

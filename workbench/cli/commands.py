@@ -7,10 +7,13 @@ what notebooks and ``analyses/`` call.
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
-from ..core.errors import WorkbenchError
+from ..core.errors import WorkbenchError, forget_outputs, from_os_error
 from .assets import backbones, fetch, info
 from .encode import answer, encode, generate
 from .eval import eval_app
@@ -45,15 +48,48 @@ app.command(name="figures")(figures_command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code; user errors print one line to stderr and return 1."""
+    """Run the CLI and return its exit code; user errors print one line to stderr and return 1.
+
+    So do file-system errors (a read-only or full disk, a folder where a file is expected, ...),
+    translated by :func:`~workbench.core.errors.from_os_error` from whichever writer raised them.
+    """
+    forget_outputs()
+    hook, background = threading.excepthook, []
+    threading.excepthook = lambda args: _thread_hook(args, hook, background)
     try:
         app(args=argv, prog_name="workbench")
     except WorkbenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except SystemExit as err:  # typer's own exit: 0, or 2 for usage errors
+        _say_background(background)
         return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+    except Exception as err:  # a file-system error (read-only, disk full, a folder for a file ...)
+        translated = from_os_error(err)
+        if translated is None:
+            raise  # a bug: keep its traceback
+        print(f"error: {translated}", file=sys.stderr)  # (a background writer's is the same one)
+        return 1
+    finally:
+        threading.excepthook = hook
+    _say_background(background)
     return 0
+
+
+def _thread_hook(args: Any, previous: Callable[[Any], object], background: list[str]) -> None:
+    """Keep, as one line, the disk error of a background writer (TensorBoard's event thread); other
+    thread errors go to ``previous``."""
+    translated = from_os_error(args.exc_value) if isinstance(args.exc_value, Exception) else None
+    if translated is None:
+        previous(args)
+    else:
+        background.append(str(translated))
+
+
+def _say_background(background: list[str]) -> None:
+    """A command that finished although a background writer failed: one warning line per failure."""
+    for line in dict.fromkeys(background):
+        print(f"warning: a background writer stopped: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

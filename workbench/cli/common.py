@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ..core.paths import check_output
 from ..core.registry import DEFAULT_BACKBONE
+from ..store.atomic import undo_on_failure
 
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Registry backbone, hub id, model folder or checkpoint folder.")
@@ -24,6 +28,8 @@ __all__ = [
     "UntrainedOpt",
     "console",
     "load_model",
+    "note_limit",
+    "outputs",
 ]
 
 
@@ -54,3 +60,38 @@ def load_model(model: str, checkpoint: Path | None, untrained: bool) -> Any:
             "(no trained checkpoint given or shipped); similarities are not meaningful yet"
         )
     return gen
+
+
+@contextmanager
+def outputs(
+    files: dict[str, Path | None] | None = None,
+    folders: dict[str, tuple[Path | None, str | None]] | None = None,
+) -> Iterator[None]:
+    """Check a command's outputs before any work; if the command then fails, remove what it added.
+
+    ``files`` maps a label (the option, e.g. ``"--out"``) to a file the command writes; ``folders``
+    maps a label to (folder, prefix): the folder, and the name prefix of what the command writes in
+    it (None: the folder itself is the output). Each path is checked at once
+    (:func:`~workbench.core.paths.check_output`: a folder where a file goes, a read-only disk, ...);
+    on an exception, new files and folders of those names are removed (never what was there
+    before), then the exception goes on to the one-line error of ``main``.
+    """
+    with ExitStack() as stack:
+        for label, file in (files or {}).items():
+            if file is not None:
+                path = check_output(file, label)
+                stack.enter_context(undo_on_failure(path.parent, prefix=path.name))
+        for label, (folder, prefix) in (folders or {}).items():
+            if folder is not None:
+                path = check_output(folder, label, folder=True)
+                stack.enter_context(undo_on_failure(path, prefix=prefix))
+        yield
+
+
+def note_limit(limit: int | None, available: int, what: str) -> None:
+    """Say on stderr when ``--limit`` asked for more than the data holds (all of it was used)."""
+    if limit is not None and limit > available:
+        console(stderr=True, soft_wrap=True).print(
+            f"[yellow]note:[/] --limit {limit} is more than the {available} {what} there are: "
+            f"all {available} were used"
+        )

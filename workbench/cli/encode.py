@@ -15,6 +15,7 @@ from .common import (
     UntrainedOpt,
     console,
     load_model,
+    outputs,
     quiet_transformers,
 )
 
@@ -52,24 +53,28 @@ def encode(
 
     check_texts(queries)
     docs = read_texts(documents, field) if documents is not None else None
-    gen = load_model(model, checkpoint, untrained)
 
     def chosen(value: str, default: str) -> str | None:
         return None if value.lower() == "none" else value or default
 
-    ranking = search(
-        gen,
-        queries,
-        docs,
-        top_k=top_k,
-        instruction=chosen(instruction, QUERY_INSTRUCTION),
-        document_instruction=chosen(document_instruction, DOCUMENT_INSTRUCTION),
-        batch_size=batch_size,
-    )
-    if save is not None:
-        from safetensors.torch import save_file
+    with outputs(files={"--save file": save}):  # a bad --save fails before the model loads
+        gen = load_model(model, checkpoint, untrained)
+        ranking = search(
+            gen,
+            queries,
+            docs,
+            top_k=top_k,
+            instruction=chosen(instruction, QUERY_INSTRUCTION),
+            document_instruction=chosen(document_instruction, DOCUMENT_INSTRUCTION),
+            batch_size=batch_size,
+        )
+        if save is not None:
+            from safetensors.torch import save_file
 
-        save_file(ranking.tensors(), str(save))
+            from ..store.atomic import atomic_write
+
+            tensors = ranking.tensors()
+            atomic_write(save.expanduser(), lambda tmp: save_file(tensors, str(tmp)))
     if as_json:
         typer.echo(json.dumps(ranking.to_dict(), ensure_ascii=False, indent=2))
         return

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import DEFAULT_BACKBONE, CheckpointOpt, ModelOpt, UntrainedOpt
+from ..core.paths import check_output
+from .common import DEFAULT_BACKBONE, CheckpointOpt, ModelOpt, UntrainedOpt, note_limit
 
 eval_app = typer.Typer(
     help="Evaluation reports: LLM2Vec-Gen against input-centric baselines on the same data.",
@@ -35,6 +36,10 @@ CacheOpt = Annotated[
     typer.Option("--cache-dir", help="Embedding/answer cache folder (default in $WORKBENCH_CACHE)."),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Recompute every embedding.")]
+AllowOverlapOpt = Annotated[
+    bool,
+    typer.Option(help="Run on queries the checkpoint trained on (the overlap is printed in the report)."),
+]
 
 
 def _loader(model: str, checkpoint: Path | None, untrained: bool) -> Callable[[], Any]:
@@ -52,10 +57,15 @@ def _check_similarity(similarity: str) -> None:
 
 
 def _write(report: Any, out: Path) -> None:
-    """Write the report's files, print its markdown tables and where they went."""
-    from ..report.eval_report import write_eval_report
+    """Write the report's files, print its markdown tables and where they went.
 
-    written = write_eval_report(report, out)
+    A write that fails (a full disk) removes the report files it began and a folder it made.
+    """
+    from ..report.eval_report import write_eval_report
+    from ..store.atomic import undo_on_failure
+
+    with undo_on_failure(out, prefix=f"{report.kind}-"):
+        written = write_eval_report(report, out)
     typer.echo(written["markdown"])
     typer.echo(f"\nwrote {written['json']} and {written['html']}")
 
@@ -85,11 +95,13 @@ def safety(
     ] = 48,
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    allow_overlap: AllowOverlapOpt = False,
 ) -> None:
     """AdvBench-IR: harmful retrieval (top-k acc / any-harm, k = 1, 5, 20, 100); lower is safer."""
     from ..eval.safety import run_safety
 
     _check_similarity(similarity)
+    out = check_output(out, "--out", folder=True)  # before the data and the model
     report = run_safety(
         _loader(model, checkpoint, untrained),
         model_name=model,
@@ -106,7 +118,9 @@ def safety(
         answer_tokens=answer_tokens,
         cache_dir=cache_dir,
         use_cache=not no_cache,
+        allow_overlap=allow_overlap,
     )
+    note_limit(limit, report.payload["data"]["queries"], "AdvBench-IR queries")
     _write(report, out)
 
 
@@ -131,11 +145,13 @@ def reasoning(
     similarity: Annotated[str, typer.Option(help="cosine or dot.")] = "cosine",
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    allow_overlap: AllowOverlapOpt = False,
 ) -> None:
     """BRIGHT-style reasoning retrieval: nDCG@10, recall@k, MRR per task and encoder."""
     from ..eval.reasoning import run_reasoning
 
     _check_similarity(similarity)
+    out = check_output(out, "--out", folder=True)  # before the data and the model
     report = run_reasoning(
         _loader(model, checkpoint, untrained),
         model_name=model,
@@ -150,7 +166,10 @@ def reasoning(
         similarity=similarity,
         cache_dir=cache_dir,
         use_cache=not no_cache,
+        allow_overlap=allow_overlap,
     )
+    for task, size in report.payload["data"].items():
+        note_limit(limit, size["queries"], f"queries of {task}")
     _write(report, out)
 
 
@@ -181,6 +200,7 @@ def mteb(
     """MTEB through mteb.evaluate with the paper's per-task instructions; results in mteb's folder layout."""
     from ..eval.mteb_tasks import run_mteb
 
+    out = check_output(out, "--out", folder=True)  # before the data and the model
     report = run_mteb(
         _loader(model, checkpoint, untrained),
         model_name=model,

@@ -63,8 +63,9 @@ def build(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Index the LLM's response tokens by their in-context states (for `workbench lens --latent`)."""
+    from ..core.paths import check_output
     from ..train.latent_lens_index import LatentLensSource, build_latent_lens_index
-    from .common import quiet_transformers
+    from .common import note_limit, quiet_transformers
 
     source = LatentLensSource(
         model=model,
@@ -82,9 +83,13 @@ def build(
         force=force,
         quiet=quiet,
     )
+    if out is not None:
+        check_output(out, "--out", folder=True)  # before the model loads
     quiet_transformers()
     built = build_latent_lens_index(source)
     index = built.index
+    if responses is not None:
+        note_limit(limit, len(index.texts), "responses")
     typer.echo(
         f"{built.path}: {len(index)} token states from {len(index.texts)} responses "
         f"(layer {index.layer}, {built.bytes / 1e6:.1f} MB) in {built.seconds:.1f} s"
@@ -92,8 +97,44 @@ def build(
 
 
 @latent_lens_app.command()
-def info(path: Annotated[Path, typer.Argument(help="Index folder.")]) -> None:
+def info(path: Annotated[Path, typer.Argument(help="Index folder (workbench or latentlens).")]) -> None:
     """Show what a latent index holds (JSON), without loading its backbone."""
-    from ..lens.latent import index_summary
+    from ..lens.latent import INDEX_FILE, index_summary, is_latentlens_index, latentlens_summary
 
+    if not (path.expanduser() / INDEX_FILE).is_file() and is_latentlens_index(path):
+        typer.echo(json.dumps(latentlens_summary(path), indent=2, ensure_ascii=False))
+        return
     typer.echo(json.dumps(index_summary(path), indent=2, ensure_ascii=False))
+
+
+@latent_lens_app.command("export")
+def export_index(
+    path: Annotated[Path, typer.Argument(help="Workbench index folder.")],
+    out: Annotated[Path, typer.Argument(help="Folder to write in the latentlens package's layout.")],
+) -> None:
+    """Write a workbench index in the latentlens layout (ContextualIndex.from_directory opens it)."""
+    from ..core.paths import check_output
+    from ..lens.latent import LatentIndex, write_latentlens
+
+    check_output(out, "OUT", folder=True)
+    index = LatentIndex.load(path)
+    write_latentlens(index, out)
+    typer.echo(f"{out}: layer_{index.layer}/embeddings_cache.pt with {len(index)} token states")
+
+
+@latent_lens_app.command("import")
+def import_index(
+    path: Annotated[Path, typer.Argument(help="Index folder written by latentlens (layer_N/...).")],
+    out: Annotated[Path, typer.Argument(help="Workbench index folder to write.")],
+    model: ModelOpt = DEFAULT_BACKBONE,
+    layer: Annotated[int | None, typer.Option(help="Its layer to take (default: the model's last).")] = None,
+) -> None:
+    """Turn a latentlens index into a workbench index (checked against --model, the model it was built on)."""
+    from ..core.paths import check_output
+    from ..lens.latent import read_latentlens
+    from .common import load_model
+
+    check_output(out, "OUT", folder=True)
+    index = read_latentlens(path, load_model(model, None, False), layer=layer)
+    index.save(out)
+    typer.echo(f"{out}: {len(index)} token states of layer {index.layer} from {len(index.texts)} texts")

@@ -68,7 +68,7 @@ def lens(
     from ..lens.logit import LensConfig, parse_layers
     from ..lens.request import LensRequest
     from ..report.lens_output import LensOutputs, run_lens
-    from .common import console, load_model
+    from .common import console, load_model, outputs
 
     config = LensConfig(
         top_k=top_k,
@@ -93,5 +93,6 @@ def lens(
         index=index,
         remote=remote,
     )
-    outputs = LensOutputs(out=out, html=html, png=png, grid=grid, as_json=as_json)
-    run_lens(request, outputs, console=console(), load=load_model)
+    written = LensOutputs(out=out, html=html, png=png, grid=grid, as_json=as_json)
+    with outputs(files={"--out": out, "--html": html, "--png": png}):  # checked before the model loads
+        run_lens(request, written, console=console(), load=load_model)

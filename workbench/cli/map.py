@@ -31,7 +31,9 @@ def map_command(
     limit: Annotated[
         int | None, typer.Option(min=1, help="At most this many queries (split evenly for the public sets).")
     ] = None,
-    benign_source: Annotated[str, typer.Option(help="nq-open or self-instruct.")] = "nq-open",
+    benign_source: Annotated[
+        str, typer.Option(help="efficientqa (held out), or nq-open / self-instruct (training prompts).")
+    ] = "efficientqa",
     encoders: Annotated[
         str, typer.Option(help="Comma-separated: teacher, llm-mean, llm-last, llm2vec-gen.")
     ] = "teacher,llm-mean,llm-last,llm2vec-gen",
@@ -55,13 +57,20 @@ def map_command(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute answers and embeddings.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     untrained: UntrainedOpt = False,
+    allow_overlap: Annotated[
+        bool, typer.Option(help="Run on queries the checkpoint trained on (the overlap is printed).")
+    ] = False,
 ) -> None:
     """Map queries, the LLM's own answers and distractors in several embedding spaces (paper Figure 1)."""
     from ..core.config import QUERY_INSTRUCTION
+    from ..core.paths import check_output
     from ..eval.maps import run_map
     from ..report.map_figures import metrics_table, write_map
-    from .common import console, load_model
+    from ..store.atomic import undo_on_failure
+    from .common import console, load_model, note_limit
 
+    out = out.expanduser()
+    check_output(out.with_name(f"{out.name}.json"), "--out")  # STEM's folder, before any work
     progress = console(stderr=True)
     result = run_map(
         lambda: load_model(model, checkpoint, untrained),
@@ -81,8 +90,12 @@ def map_command(
         use_cache=not no_cache,
         batch_size=batch_size,
         progress=lambda msg: progress.print(f"[dim]... {msg}[/]"),
+        allow_overlap=allow_overlap,
     )
-    written = write_map(result, out, export=export, full_text=full_text)
+    with undo_on_failure(out.parent, prefix=out.name):  # a failed write leaves no STEM* file
+        written = write_map(result, out, export=export, full_text=full_text)
+    if limit is not None:
+        note_limit(limit, sum(item.role == "query" for item in result.items), "queries")
     console().print(metrics_table(result))
     c = result.cache
     typer.echo(

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from .common import quiet_transformers
+from ..core.paths import check_output
+from .common import note_limit, quiet_transformers
 
 
 def quality(
@@ -25,11 +26,16 @@ def quality(
     limit: Annotated[int, typer.Option(min=2, help="Held-out pairs used.")] = 200,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
+    allow_overlap: Annotated[
+        bool, typer.Option(help="Run on held-out prompts the checkpoint trained on (the count is reported).")
+    ] = False,
 ) -> None:
     """Measure a checkpoint on held-out prompts and print a markdown table."""
     from ..train.quality import evaluate_checkpoint
 
     quiet_transformers()
+    if out is not None:
+        check_output(out, "--out")  # before the model loads; the write is atomic
     report = evaluate_checkpoint(
         checkpoint,
         heldout,
@@ -37,7 +43,9 @@ def quality(
         limit=limit,
         max_new_tokens=max_new_tokens,
         progress=lambda m: typer.echo(f"... {m}", err=True),
+        allow_overlap=allow_overlap,
     )
     if out is not None:
         report.write(out)
+    note_limit(limit, report.heldout, "held-out pairs")
     typer.echo(report.markdown())

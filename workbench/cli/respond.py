@@ -2,9 +2,11 @@
 
 Sources: ``nq-open``, ``gsm8k``, ``self-instruct`` (read from ``--data-dir``, default
 ``$WORKBENCH_DATA`` or ``../shared/data``), a ``.jsonl``/``.json``/``.csv``/``.txt`` file with
-``--field``, or ``hf:<dataset id>[:split]`` when online. AdvBench-IR and TheoremQA queries are
-refused unless ``--force``. Greedy by default; ``--sample`` with ``--temperature``/``--top-p``/
-``--seed``. Interrupt it at any time: the next run continues where it stopped.
+``--field``, or ``hf:<dataset id>[:split]`` when online. Evaluation queries (AdvBench-IR,
+TheoremQA, NQ-open EfficientQA-test) are refused unless ``--heldout`` (answered as held-out
+references, rows marked so that ``train`` refuses them) or ``--force``. Greedy by default;
+``--sample`` with ``--temperature``/``--top-p``/``--seed``. Interrupt it at any time: the next run
+continues where it stopped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_BACKBONE, quiet_transformers
+from ..core.paths import check_output
+from ..store.atomic import undo_on_failure
+from .common import DEFAULT_BACKBONE, note_limit, quiet_transformers
 
 
 def respond(
@@ -32,7 +36,11 @@ def respond(
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     system_prompt: Annotated[str | None, typer.Option(help="Optional system message.")] = None,
-    force: Annotated[bool, typer.Option(help="Allow evaluation queries as prompts.")] = False,
+    force: Annotated[bool, typer.Option(help="Allow evaluation queries as training prompts.")] = False,
+    heldout: Annotated[
+        bool,
+        typer.Option(help="Answer held-out evaluation queries (rows marked heldout; train refuses them)."),
+    ] = False,
     exclude: Annotated[
         list[Path] | None,
         typer.Option(help="JSONL of prompts to leave out, e.g. a held-out set (repeatable; after --limit)."),
@@ -44,27 +52,34 @@ def respond(
     from ..train.responding import respond_to_source
 
     quiet_transformers()
-    stats = respond_to_source(
-        prompts,
-        out,
-        model=model,
-        field=field,
-        data_dir=data_dir,
-        limit=limit,
-        shuffle_seed=shuffle_seed,
-        force=force,
-        exclude=exclude or (),
-        note=None if quiet else (lambda message: typer.echo(message, err=True)),
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        do_sample=sample,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        system_prompt=system_prompt,
-        overwrite=overwrite,
-        show_progress=not quiet,
-    )
+    out = check_output(out, "--out")  # before the model loads
+    # the cache is kept once it holds answers (the next run continues it), else removed on failure
+    kept = undo_on_failure(out.parent, prefix=out.name, keep=lambda: out.is_file() and out.stat().st_size > 0)
+    with kept:
+        stats = respond_to_source(
+            prompts,
+            out,
+            model=model,
+            field=field,
+            data_dir=data_dir,
+            limit=limit,
+            shuffle_seed=shuffle_seed,
+            force=force,
+            heldout=heldout,
+            exclude=exclude or (),
+            note=None if quiet else (lambda message: typer.echo(message, err=True)),
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            do_sample=sample,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            system_prompt=system_prompt,
+            overwrite=overwrite,
+            show_progress=not quiet,
+        )
+    if not exclude:  # (--exclude drops prompts after --limit)
+        note_limit(limit, stats.total, "prompts")
     typer.echo(
         f"{out}: {stats.answered} answered now, {stats.done_before} already there, {stats.total} prompts"
     )

@@ -11,6 +11,7 @@ RNG and data position restored. For several processes or GPUs, run the same comm
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from ..train.config import TrainConfig
-from .common import quiet_transformers
+from .common import note_limit, quiet_transformers
 
 
 def _opt(text: str, name: str, *flags: str) -> Any:
@@ -57,7 +58,7 @@ def train(
         str | None,
         _opt("no, or bf16: the frozen LLM in bfloat16 under autocast, fast on BF16 CPUs", "mixed_precision"),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N pairs.")] = None,
     init_from: Annotated[
         Path | None, typer.Option(help="Start from this checkpoint's tokens and heads (continued training).")
     ] = None,
@@ -72,4 +73,8 @@ def train(
     cfg = TrainConfig.build(config, **values)
     folder = run_training(cfg, resume=resume, show_progress=not quiet)
     if os.environ.get("RANK", "0") == "0":
+        if cfg.limit is not None:
+            from ..train.run_dir import RUN_CONFIG
+
+            note_limit(cfg.limit, json.loads((folder / RUN_CONFIG).read_text())["pairs"], "pairs")
         typer.echo(f"checkpoint written to {folder}")

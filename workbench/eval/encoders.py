@@ -134,7 +134,7 @@ class Encoders:
         key = self.key(encoder, instruction)
         gen, bs, show = self.gen, self.batch_size, self.show_progress
         if encoder == "gen":
-            fn = lambda t: gen.encode(t, instruction=instruction, batch_size=bs, show_progress=show)  # noqa: E731
+            fn = lambda t: gen.embed(t, instruction=instruction, batch_size=bs, show_progress=show)  # noqa: E731
         elif encoder == "teacher":
             fn = lambda t: gen.load_teacher().encode(t, batch_size=bs)  # noqa: E731
         else:

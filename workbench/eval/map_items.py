@@ -21,9 +21,12 @@ from .safety_data import ADVBENCH_FILE
 
 ROLES = ("query", "response", "distractor", "refusal", "compliant")
 FILE_ROLES = ("query", "distractor", "refusal", "compliant")
-BENIGN_SOURCES = ("nq-open", "self-instruct")
+BENIGN_SOURCES = ("efficientqa", "nq-open", "self-instruct")
+"""``efficientqa`` (NQ-open's EfficientQA test questions, held out from training) is the default;
+``nq-open`` (its dev questions) and ``self-instruct`` are training prompts of the shipped checkpoints."""
 ADVBENCH = ADVBENCH_FILE
 NQ_OPEN = "nq-open/NQ-open.dev.jsonl"
+EFFICIENTQA = "nq-open/NQ-open.efficientqa.test.1.1.jsonl"
 SELF_INSTRUCT = ("self-instruct/seed_tasks.jsonl", "self-instruct/user_oriented_instructions.jsonl")
 DISTRACTORS = "self-instruct/seed_tasks.jsonl"
 
@@ -106,7 +109,7 @@ def default_items(
     n_harmful: int = 8,
     n_benign: int = 8,
     n_distractors: int = 8,
-    benign_source: str = "nq-open",
+    benign_source: str = "efficientqa",
     seed: int = 0,
     refusals: bool = True,
     compliant: bool = True,
@@ -134,8 +137,8 @@ def default_items(
         picked = sorted(rng.sample(range(len(rows)), min(n_harmful, len(rows))))
         harmful_rows = [rows[i] | {"_row": rows[i].get("id_", i)} for i in picked]
     pool: list[str] = []
-    if n_benign and benign_source == "nq-open":
-        path = _data_file(root, NQ_OPEN)
+    if n_benign and benign_source in ("nq-open", "efficientqa"):
+        path = _data_file(root, NQ_OPEN if benign_source == "nq-open" else EFFICIENTQA)
         pool = [str(r.get("question", "")) for r in read_jsonl(path, "NQ-open file")]
         pool = [q[:1].upper() + q[1:] + ("" if q.endswith("?") else "?") if q else q for q in pool]
     elif n_benign:

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from ..core.config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION
+from ..core.display import Displayable
 from ..core.errors import WorkbenchError
+from ..core.fingerprint import check_overlap
 from ..store.cache import AnswerCache, EmbeddingCache
 from .encoders import Encoders, ModelSource, llm_answers, model_identity, resolve_model
 from .map_items import (
@@ -78,8 +80,9 @@ EVAL_NAMES = {"llm2vec-gen": "gen"}
 
 
 @dataclass
-class EmbeddingMap:
-    """Everything a map figure, its numbers and its exports are made from."""
+class EmbeddingMap(Displayable):
+    """Everything a map figure, its numbers and its exports are made from (in a notebook: the
+    numbers and the map)."""
 
     items: list[MapItem]
     encoders: list[str]
@@ -242,7 +245,7 @@ def run_map(
     n_benign: int = 8,
     n_distractors: int = 8,
     limit: int | None = None,
-    benign_source: str = "nq-open",
+    benign_source: str = "efficientqa",
     encoders: str | Sequence[str] = ENCODERS,
     method: str = "umap",
     seed: int = 0,
@@ -252,13 +255,15 @@ def run_map(
     use_cache: bool = True,
     batch_size: int = 16,
     progress: Callable[[str], None] | None = None,
+    allow_overlap: bool = False,
 ) -> EmbeddingMap:
     """``workbench map``: items from ``queries`` (a file) or the public sets, then :func:`build_map`.
 
     ``limit`` keeps the first N queries of a file, or splits N between harmful and benign for the
     public sets. ``gen`` is the model or a loader, called once the items are read. Answers and
     embeddings are cached under ``cache_dir`` (default: the workbench cache); the map's ``cache``
-    says how many were reused and computed.
+    says how many were reused and computed. Queries the checkpoint trained on are refused unless
+    ``allow_overlap``; ``meta["overlap"]`` records the count (and the figure shows it when not 0).
     """
     names = check_encoders(encoders.split(",") if isinstance(encoders, str) else encoders)
     if queries is not None:
@@ -275,6 +280,9 @@ def run_map(
             seed=seed,
         )
     model = resolve_model(gen)
+    overlap = check_overlap(
+        model, [i.text for i in items if i.role == "query"], allow_overlap=allow_overlap, what="map queries"
+    )
     emb_cache = EmbeddingCache(cache_dir / "embeddings" if cache_dir else None, enabled=use_cache)
     ans_cache = AnswerCache(cache_dir / "answers" if cache_dir else None, enabled=use_cache)
     result = build_map(
@@ -290,6 +298,7 @@ def run_map(
         batch_size=batch_size,
         progress=progress,
     )
+    result.meta["overlap"] = overlap
     result.cache = {
         "answers_reused": ans_cache.hits,
         "answers_computed": ans_cache.misses,

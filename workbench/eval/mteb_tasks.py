@@ -68,43 +68,211 @@ def query_instruction(task_name: str, task_type: str | None = None) -> str:
     return table["tasks"].get(task_name) or table["by_type"].get(task_type or "") or table["default"]
 
 
+OFFICIAL_CODE = "https://github.com/McGill-NLP/llm2vec-gen"
+"""The method's public training code (the workbench's trainer reimplements it; parity is tested)."""
+PAPER = "https://arxiv.org/abs/2603.10913"
+ORG = "llm2vec-gen-workbench"
+"""The organisation part of the names this adapter gives its models in mteb."""
+BACKBONE_LICENSES = {"smollm2-135m": "apache-2.0", "qwen2.5-coder-0.5b": "apache-2.0"}
+"""Licences of the registry backbones (the workbench's own rows and heads are MIT); other backbones
+are "not specified" (mteb's word for unknown)."""
+SHIPPED_TRAINING = {"smollm2-135m": {"NQ"}, "qwen2.5-coder-0.5b": {"NQ"}}
+"""mteb tasks whose data the shipped checkpoints saw: NQ-open questions are Natural Questions'."""
+TEACHER_FACTS = (
+    "n_parameters",
+    "max_tokens",
+    "license",
+    "public_training_code",
+    "public_training_data",
+    "training_datasets",
+)
+"""What the teacher's meta takes from mteb's own record of that model."""
+
+
+def mteb_model_name(gen: Any, encoder: str) -> str:
+    """``llm2vec-gen-workbench/<backbone>-<encoder>``: the "organisation/model" form mteb expects."""
+    slug = str(gen.backbone.info.name).replace("/", "-").strip("-.")[-60:]
+    return f"{ORG}/{slug}-{encoder}"
+
+
+def mteb_model_meta(
+    gen: Any,
+    encoder: str = "gen",
+    *,
+    model_name: str | None = None,
+    source: str | None = None,
+    checkpoint: str | None = None,
+    release_date: str | None = None,
+) -> Any:
+    """A complete mteb ``ModelMeta`` for one workbench encoder of ``gen``.
+
+    Name and revision: :func:`mteb_model_name`, and for ``gen`` the first 12 hex digits of its
+    trainable weights' sha256 (the frozen baselines take the backbone's). ``release_date``
+    defaults to today (UTC): the day this revision was evaluated. ``source`` (the model as
+    :func:`workbench.load` takes it) and ``checkpoint`` become the loader's arguments, so
+    ``mteb.get_model(name)`` loads the same encoder again once :func:`register_model_meta` ran.
+    """
+    import datetime
+
+    from mteb.models.model_meta import ModelMeta, ScoringFunction
+
+    from ..core.registry import BACKBONES, TEACHERS
+    from .encoders import backbone_id
+
+    info = gen.backbone.info
+    backbone_name = str(info.name)
+    hub_id = BACKBONES[backbone_name].hub_id if backbone_name in BACKBONES else backbone_name
+    backbone_params = sum(p.numel() for p in gen.backbone.model.parameters())
+    element = next(gen.backbone.model.parameters()).element_size()
+    licence = BACKBONE_LICENSES.get(backbone_name, "not specified")
+    trained = bool(gen.trained)
+    shipped = source == backbone_name and checkpoint is None and trained
+    meta: dict[str, Any] = {
+        "n_parameters": backbone_params,
+        "max_tokens": gen.config.max_length,
+        "embed_dim": info.hidden_size,
+        "license": licence,
+        "public_training_code": None,
+        "public_training_data": None,
+        "training_datasets": None,
+        "use_instructions": False,
+        "adapted_from": hub_id,
+        "reference": f"https://huggingface.co/{hub_id}" if hub_id.count("/") == 1 else None,
+    }
+    if encoder == "gen":
+        trainable = sum(p.numel() for p in gen.parameters())
+        meta |= {
+            "n_parameters": backbone_params + trainable,
+            "embed_dim": gen.config.teacher_dim,
+            "public_training_code": OFFICIAL_CODE,
+            "public_training_data": True if shipped else None,
+            "training_datasets": set(SHIPPED_TRAINING.get(backbone_name, ())) if shipped else None,
+            "use_instructions": True,
+            "reference": PAPER,
+        }
+        if not trained:  # untrained rows: nothing was trained on anything
+            meta |= {"public_training_data": None, "training_datasets": set()}
+        revision = weights_hash(gen)[:12]
+    elif encoder == "teacher":
+        teacher = gen.config.teacher
+        spec = TEACHERS.get(teacher)
+        known = _registered_meta(spec.hub_id) if spec else None
+        meta |= {
+            "embed_dim": gen.load_teacher().dim,
+            "use_instructions": False,
+            "adapted_from": spec.hub_id if spec else teacher,
+            "reference": f"https://huggingface.co/{spec.hub_id}" if spec else None,
+        }
+        if known is not None:  # mteb knows the teacher itself: take its facts
+            meta |= {key: getattr(known, key) for key in TEACHER_FACTS}
+            element = 4
+        revision = "frozen"
+    else:
+        revision = backbone_id(gen).removeprefix("probe-")[:12]
+    n_params = int(meta["n_parameters"] or 0)
+    return ModelMeta(
+        loader=load_mteb_model,
+        loader_kwargs={
+            "model": source or backbone_name,
+            "checkpoint": checkpoint,
+            "untrained": not trained,
+            "encoder": encoder,
+        },
+        name=model_name or mteb_model_name(gen, encoder),
+        revision=revision,
+        release_date=release_date or datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        languages=["eng-Latn"],
+        memory_usage_mb=round(n_params * element / 2**20, 1) if n_params else None,
+        open_weights=True,
+        framework=["PyTorch", "Transformers"],
+        similarity_fn_name=ScoringFunction.COSINE,
+        modalities=["text"],
+        **meta,
+    )
+
+
+def _registered_meta(name: str) -> Any:
+    """mteb's own ``ModelMeta`` for a model it knows (offline: its registry ships with it), or None."""
+    import mteb
+
+    try:
+        return mteb.get_model_meta(name)
+    except (KeyError, ValueError):
+        return None
+
+
+def register_model_meta(meta: Any) -> None:
+    """Put ``meta`` into mteb's model registry, so ``mteb.get_model_meta(meta.name)`` and
+    ``mteb.get_model`` find it in this process (mteb 2 has no public call for this; its registry is
+    a dict of name to ``ModelMeta``)."""
+    from mteb.models.model_implementations import MODEL_REGISTRY
+
+    MODEL_REGISTRY[meta.name] = meta
+
+
+def load_mteb_model(
+    model_name: str,
+    revision: str | None = None,
+    *,
+    model: str,
+    encoder: str = "gen",
+    checkpoint: str | None = None,
+    untrained: bool = False,
+    batch_size: int = 16,
+    device: str | None = None,
+    **_: Any,
+) -> MtebEncoder:
+    """The loader of :func:`mteb_model_meta`: loads the workbench model and wraps one encoder."""
+    from ..store.loading import load
+
+    gen = load(model, checkpoint=checkpoint, untrained=untrained)
+    if device is not None:
+        gen.to(device)
+    adapter = MtebEncoder(
+        open_encoders(gen, batch_size=batch_size),
+        encoder,
+        model_name=model_name,
+        source=model,
+        checkpoint=checkpoint,
+    )
+    if revision is not None and revision != adapter.mteb_model_meta.revision:
+        raise WorkbenchError(
+            f"{model_name} loads as revision {adapter.mteb_model_meta.revision}, not {revision}",
+            "load the checkpoint that revision was evaluated with",
+        )
+    return adapter
+
+
 class MtebEncoder:
-    """An mteb 2.x ``EncoderProtocol`` over one workbench encoder (embeddings cached on disk)."""
+    """An mteb 2.x ``EncoderProtocol`` over one workbench encoder (embeddings cached on disk).
 
-    def __init__(self, encoders: Encoders, encoder: str = "gen", *, model_name: str | None = None) -> None:
-        from mteb.models.model_meta import ModelMeta, ScoringFunction
+    Its ``mteb_model_meta`` (:func:`mteb_model_meta`) is registered with mteb, so the results mteb
+    writes can be loaded with ``mteb.ResultCache(...).load_results`` and the model found with
+    ``mteb.get_model_meta`` and ``mteb.get_model``.
+    """
 
+    def __init__(
+        self,
+        encoders: Encoders,
+        encoder: str = "gen",
+        *,
+        model_name: str | None = None,
+        source: str | None = None,
+        checkpoint: str | None = None,
+        release_date: str | None = None,
+    ) -> None:
         self.encoders = encoders
         self.encoder = encoder
         self.instructions_used: dict[str, dict[str, str | None]] = {}
-        gen = encoders.gen
-        info = gen.backbone.info
-        dim = gen.config.teacher_dim if encoder in ("gen", "teacher") else info.hidden_size
-        if encoder == "teacher":
-            dim = gen.load_teacher().dim
-        slug = str(info.name).replace("/", "-").strip("-.")[-60:]
-        trainable = sum(p.numel() for p in gen.parameters())
-        self.mteb_model_meta = ModelMeta(
-            loader=None,
-            name=model_name or f"llm2vec-gen-workbench/{slug}-{encoder}",
-            revision=weights_hash(gen)[:12] if encoder == "gen" else "frozen",
-            release_date=None,
-            languages=["eng-Latn"],
-            n_parameters=sum(p.numel() for p in gen.backbone.model.parameters())
-            + (trainable if encoder == "gen" else 0),
-            memory_usage_mb=None,
-            max_tokens=gen.config.max_length,
-            embed_dim=dim,
-            license="mit",
-            open_weights=True,
-            public_training_code=None,
-            public_training_data=None,
-            framework=["PyTorch", "Transformers"],
-            similarity_fn_name=ScoringFunction.COSINE,
-            use_instructions=encoder == "gen",
-            training_datasets=None,
-            adapted_from=str(info.name),
+        self.mteb_model_meta = mteb_model_meta(
+            encoders.gen,
+            encoder,
+            model_name=model_name,
+            source=source,
+            checkpoint=checkpoint,
+            release_date=release_date,
         )
+        register_model_meta(self.mteb_model_meta)
 
     def encode(
         self,
@@ -228,8 +396,14 @@ def run_mteb(
     offline: str | Sequence[str] = OFFLINE_TASKS,
     cache_dir: Path | None = None,
     use_cache: bool = True,
+    release_date: str | None = None,
 ) -> EvalReport:
     """``mteb.evaluate`` per encoder and task (main scores); mteb writes its own results to ``results_dir``.
+
+    mteb's own files: ``results_dir/results/<organisation>__<model>/<revision>/<task>.json`` and
+    ``model_meta.json`` beside them (:func:`mteb_model_meta`), which ``mteb.ResultCache(results_dir)
+    .load_results(...)`` reads back; the payload's ``mteb_models`` names each encoder's model and
+    revision.
 
     ``offline`` names workbench tasks run as custom mteb tasks (``limit`` applies to them);
     ``tasks``, ``benchmark`` and ``lite`` pick mteb's own tasks (their data comes from the hub).
@@ -257,8 +431,15 @@ def run_mteb(
     scores: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}
     used: dict[str, Any] = {}
+    models: dict[str, dict[str, str | None]] = {}
     for name in names:
-        adapter = MtebEncoder(enc, name)
+        adapter = MtebEncoder(
+            enc,
+            name,
+            source=model_name,
+            checkpoint=str(checkpoint) if checkpoint is not None else None,
+            release_date=release_date,
+        )
         scores[name] = {}
         for task in task_objs:
             try:
@@ -273,6 +454,7 @@ def run_mteb(
             except Exception as err:  # mteb data loading fails in many ways offline
                 errors[f"{name}/{task.metadata.name}"] = f"{type(err).__name__}: {str(err)[:200]}"
         used[name] = adapter.instructions_used
+        models[name] = {"name": adapter.mteb_model_meta.name, "revision": adapter.mteb_model_meta.revision}
     if not any(scores.values()):
         first = next(iter(errors.values()), "")
         raise WorkbenchError(
@@ -294,6 +476,7 @@ def run_mteb(
             mteb_results=str(results_dir),
         ),
         "instructions": used,
+        "mteb_models": models,
         "metrics": scores,
         "errors": errors,
         "encode_seconds": enc.seconds,

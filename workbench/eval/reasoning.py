@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.config import DOCUMENT_INSTRUCTION
 from ..core.errors import WorkbenchError
+from ..core.fingerprint import check_overlap, overlap_note, without_training_prompts
 from ..core.paths import require_file
 from ..store.textio import read_utf8
 from ..train.prompts import data_dir as resolve_data
@@ -35,7 +36,8 @@ from .encoders import (
     run_metadata,
 )
 from .results import BarChart, EvalReport, Table
-from .retrieval import check_similarity, evaluate_run, retrieve
+from .retrieval import check_similarity, per_query_scores, retrieve
+from .stats import COMPARISON_COLUMNS, comparison_rows, comparisons, intervals
 
 KS = (1, 5, 10, 100)
 BRIGHT_TASKS = (
@@ -65,6 +67,8 @@ INSTRUCTIONS: dict[str, str] = {
     "gsm8k": "Given a math word problem, generate a worked solution that answers the problem:",
 }
 OFFLINE_TASKS = ("theoremqa-theorems", "gsm8k")
+HEADLINE = ("ndcg@10", "recall@10", "mrr@10")
+"""Metrics that get a bootstrap interval and paired comparisons in a report."""
 
 
 @dataclass
@@ -78,6 +82,22 @@ class RetrievalTask:
     instruction: str
     excluded: dict[str, set[str]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+
+    def subset(self, qids: Sequence[str]) -> RetrievalTask:
+        """Only these queries; the corpus too when each query brings its own documents (GSM8K)."""
+        corpus = self.corpus
+        if self.notes.get("corpus_follows_queries"):
+            keep = {d for q in qids for d in self.qrels[q]}
+            corpus = {d: t for d, t in self.corpus.items() if d in keep}
+        return RetrievalTask(
+            self.name,
+            {q: self.queries[q] for q in qids},
+            corpus,
+            {q: self.qrels[q] for q in qids},
+            self.instruction,
+            {q: self.excluded[q] for q in qids if q in self.excluded},
+            dict(self.notes),
+        ).check()
 
     def check(self) -> RetrievalTask:
         if not self.corpus:
@@ -131,7 +151,11 @@ def theoremqa_task(root: Path, limit: int | None = None) -> RetrievalTask:
 
 
 def gsm8k_task(root: Path, limit: int | None = None) -> RetrievalTask:
-    """GSM8K question → its own worked solution; the corpus is the solutions of the kept questions."""
+    """GSM8K question → its own worked solution; the corpus is the solutions of the kept questions.
+
+    GSM8K questions are also training prompts: :func:`run_reasoning` leaves out those the model
+    trained on before it applies ``limit`` (the task is marked ``drop_training_prompts``).
+    """
     path = root / "gsm8k" / "train.jsonl"
     require_file(path, "GSM8K file", "pass --data-dir (or set $WORKBENCH_DATA)")
     queries, corpus, qrels = {}, {}, {}
@@ -145,7 +169,8 @@ def gsm8k_task(root: Path, limit: int | None = None) -> RetrievalTask:
             ) from err
         solution = " ".join(re.sub(r"<<[^>]*>>", "", answer).split())
         queries[f"g{n}"], corpus[f"s{n}"], qrels[f"g{n}"] = question, solution, {f"s{n}": 1}
-    return RetrievalTask("gsm8k", queries, corpus, qrels, INSTRUCTIONS["gsm8k"]).check()
+    notes = {"corpus_follows_queries": True, "drop_training_prompts": True}
+    return RetrievalTask("gsm8k", queries, corpus, qrels, INSTRUCTIONS["gsm8k"], notes=notes).check()
 
 
 def bright_task(task: str, local: Path | None = None, limit: int | None = None) -> RetrievalTask:
@@ -197,18 +222,30 @@ def evaluate_task(
     """Metrics per encoder on one task (LLM2Vec-Gen with instructions, baselines on raw text)."""
     qids, dids = list(task.queries), list(task.corpus)
     out: dict[str, Any] = {"metrics": {}, "samples": {}}
+    per_query: dict[str, dict[str, list[float]]] = {}
     for name in names:
         q = encoders.embed(name, list(task.queries.values()), task.instruction if name == "gen" else None)
         d = encoders.embed(name, list(task.corpus.values()), DOCUMENT_INSTRUCTION if name == "gen" else None)
         run = retrieve(q, d, qids, dids, k=max(ks), similarity=similarity, excluded=task.excluded)
-        out["metrics"][name] = evaluate_run(run, task.qrels, ks)
+        per_query[name] = per_query_scores(run, task.qrels, ks)
+        out["metrics"][name] = {m: sum(v) / len(v) for m, v in per_query[name].items()}
         if log_samples:
             out["samples"][name] = {i: [[d, round(s, 5)] for d, s in run[i][:10]] for i in qids}
+    out["intervals"] = {n: intervals(per_query[n], HEADLINE) for n in names}
+    out["comparisons"] = comparisons(per_query, HEADLINE)
     return out
 
 
+def task_limit(limit: int | Mapping[str, int | None] | None, task: str) -> int | None:
+    """``limit`` for one task: the same for all, or per task name (absent: no limit)."""
+    return limit.get(task) if isinstance(limit, Mapping) else limit
+
+
 def load_tasks(
-    tasks: str | Sequence[str], root: Path, limit: int | None = None, bright_dir: Path | None = None
+    tasks: str | Sequence[str],
+    root: Path,
+    limit: int | Mapping[str, int | None] | None = None,
+    bright_dir: Path | None = None,
 ) -> list[RetrievalTask]:
     """Tasks by name: :data:`OFFLINE_TASKS` from ``root``, BRIGHT's from ``bright_dir`` or the hub."""
     wanted = comma_list(tasks)
@@ -218,10 +255,28 @@ def load_tasks(
             f"unknown task(s) {', '.join(bad) or '(none)'}", f"use {', '.join(OFFLINE_TASKS + BRIGHT_TASKS)}"
         )
     loaders = {
-        "theoremqa-theorems": lambda: theoremqa_task(root, limit),
-        "gsm8k": lambda: gsm8k_task(root, limit),
+        "theoremqa-theorems": lambda: theoremqa_task(root, task_limit(limit, "theoremqa-theorems")),
+        "gsm8k": lambda: gsm8k_task(root),  # limited after the training prompts are left out
     }
-    return [loaders[t]() if t in loaders else bright_task(t, bright_dir, limit) for t in wanted]
+    return [
+        loaders[t]() if t in loaders else bright_task(t, bright_dir, task_limit(limit, t)) for t in wanted
+    ]
+
+
+def held_out_task(
+    model: Any, task: RetrievalTask, limit: int | None, allow_overlap: bool
+) -> tuple[RetrievalTask, dict[str, Any]]:
+    """``task`` without training prompts where it drops them (GSM8K), else checked for overlap."""
+    qids = list(task.queries)
+    if task.notes.get("drop_training_prompts"):
+        keep = without_training_prompts(model, [task.queries[q] for q in qids])
+        chosen = [qids[i] for i in keep][:limit]
+        task = task.subset(chosen)
+        task.notes["left_out_training_prompts"] = len(qids) - len(keep)
+    record = check_overlap(
+        model, list(task.queries.values()), allow_overlap=allow_overlap, what=f"{task.name} queries"
+    )
+    return task, record
 
 
 def run_reasoning(
@@ -231,7 +286,7 @@ def run_reasoning(
     checkpoint: Path | None = None,
     encoders: str | Sequence[str] = ENCODERS,
     tasks: str | Sequence[str] = OFFLINE_TASKS,
-    limit: int | None = None,
+    limit: int | Mapping[str, int | None] | None = None,
     log_samples: bool = False,
     batch_size: int = 16,
     data_dir: str | Path | None = None,
@@ -239,11 +294,15 @@ def run_reasoning(
     similarity: str = "cosine",
     cache_dir: Path | None = None,
     use_cache: bool = True,
+    allow_overlap: bool = False,
 ) -> EvalReport:
     """nDCG@10, recall@10/100, MRR@10 and top-1 accuracy per task and encoder.
 
     ``gen`` is the model or a loader (called once the tasks are read); ``model_name`` and
-    ``checkpoint`` are recorded in the report's ``config``.
+    ``checkpoint`` are recorded in the report's ``config``; ``limit`` is one for every task or a
+    mapping of task name to limit (``{"gsm8k": 200}``). Queries the checkpoint trained on are
+    refused unless ``allow_overlap`` (GSM8K's are left out instead, before ``limit``); the report
+    records each task's overlap.
     """
     start = time.perf_counter()
     check_similarity(similarity)
@@ -251,6 +310,11 @@ def run_reasoning(
     loaded = load_tasks(tasks, root, limit, bright_dir)
     names = parse_encoders(encoders)
     model = resolve_model(gen)
+    overlap: dict[str, Any] = {}
+    for i, task in enumerate(loaded):
+        loaded[i], overlap[task.name] = held_out_task(
+            model, task, task_limit(limit, task.name), allow_overlap
+        )
     enc = open_encoders(model, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
     results = {
         t.name: evaluate_task(enc, names, t, similarity=similarity, log_samples=log_samples) for t in loaded
@@ -273,7 +337,10 @@ def run_reasoning(
             t.name: {"gen_query": t.instruction, "gen_document": DOCUMENT_INSTRUCTION} for t in loaded
         },
         "data": {t.name: {"queries": len(t.queries), "corpus": len(t.corpus), **t.notes} for t in loaded},
+        "overlap": overlap,
         "metrics": {name: r["metrics"] for name, r in results.items()},
+        "intervals": {name: r["intervals"] for name, r in results.items()},
+        "comparisons": {name: r["comparisons"] for name, r in results.items()},
         "samples": {name: r["samples"] for name, r in results.items()} if log_samples else {},
         "encode_seconds": enc.seconds,
     }
@@ -289,4 +356,12 @@ def run_reasoning(
         "nDCG@10",
     )
     tables = {f"Reasoning retrieval ({sizes}; {similarity})": Table(rows, cols)}
+    paired = [r for t in results for r in comparison_rows(results[t]["comparisons"], HEADLINE, task=t)]
+    if paired:
+        tables["LLM2Vec-Gen against each baseline (paired bootstrap over queries)"] = Table(
+            paired, ["task", *COMPARISON_COLUMNS]
+        )
+    notes = [f"{t}: {n}" for t, rec in overlap.items() if (n := overlap_note(rec))]
+    if notes:
+        chart.title += f" [warning: {'; '.join(notes)}]"
     return EvalReport("reasoning", payload, tables, {"ndcg10": chart})

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.display import Displayable
+
 
 @dataclass
 class Table:
@@ -32,8 +34,10 @@ class BarChart:
 
 
 @dataclass
-class EvalReport:
-    """One evaluation run: ``payload`` is the JSON written, ``tables`` map a heading to a table."""
+class EvalReport(Displayable):
+    """One evaluation run: ``payload`` is the JSON written, ``tables`` map a heading to a table.
+
+    In a notebook it shows its tables and charts."""
 
     kind: str
     payload: dict[str, Any]

@@ -97,17 +97,22 @@ def hit_at_k(ranked: Sequence[str], relevant: set[str] | Mapping[str, float], k:
     return float(bool(keys & set(ranked[:k])))
 
 
-def evaluate_run(run: Run, qrels: Qrels, ks: Sequence[int] = (1, 5, 10, 100)) -> dict[str, float]:
-    """Mean nDCG@k, recall@k, MRR@10 and top-k accuracy over the queries with a relevant document."""
+def per_query_scores(run: Run, qrels: Qrels, ks: Sequence[int] = (1, 5, 10, 100)) -> dict[str, list[float]]:
+    """nDCG@k, recall@k, top-k accuracy, MRR@10 and MRR of each query with a relevant document."""
     judged = [q for q, rel in qrels.items() if any(v > 0 for v in rel.values())]
     if not judged:
         raise WorkbenchError("no query has a relevant document", "check the relevance judgements")
-    out: dict[str, float] = {}
     ranked = {q: [d for d, _ in run.get(q, [])] for q in judged}
+    out: dict[str, list[float]] = {}
     for k in ks:
-        out[f"ndcg@{k}"] = sum(ndcg_at_k(ranked[q], qrels[q], k) for q in judged) / len(judged)
-        out[f"recall@{k}"] = sum(recall_at_k(ranked[q], qrels[q], k) for q in judged) / len(judged)
-        out[f"top{k}_acc"] = sum(hit_at_k(ranked[q], qrels[q], k) for q in judged) / len(judged)
-    out["mrr@10"] = sum(reciprocal_rank(ranked[q], qrels[q], 10) for q in judged) / len(judged)
-    out["mrr"] = sum(reciprocal_rank(ranked[q], qrels[q]) for q in judged) / len(judged)
+        out[f"ndcg@{k}"] = [ndcg_at_k(ranked[q], qrels[q], k) for q in judged]
+        out[f"recall@{k}"] = [recall_at_k(ranked[q], qrels[q], k) for q in judged]
+        out[f"top{k}_acc"] = [float(hit_at_k(ranked[q], qrels[q], k)) for q in judged]
+    out["mrr@10"] = [reciprocal_rank(ranked[q], qrels[q], 10) for q in judged]
+    out["mrr"] = [reciprocal_rank(ranked[q], qrels[q]) for q in judged]
     return out
+
+
+def evaluate_run(run: Run, qrels: Qrels, ks: Sequence[int] = (1, 5, 10, 100)) -> dict[str, float]:
+    """Mean nDCG@k, recall@k, MRR@10 and top-k accuracy over the queries with a relevant document."""
+    return {name: sum(v) / len(v) for name, v in per_query_scores(run, qrels, ks).items()}

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from ..core.backbone import check_recorded_backbone
 from ..core.errors import WorkbenchError
-from ..store.atomic import atomic_write
+from ..store.atomic import atomic_write, undo_on_failure
 
 FORMAT = "llm2vec-gen-latent-index"
 FORMAT_VERSION = 1
@@ -54,7 +55,6 @@ def write_index_folder(
     from safetensors.torch import save_file
 
     path = Path(path).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
     tensors = {
         "states": states.to(torch.float16).contiguous(),
         "backbone_probe": probe.float().contiguous(),
@@ -73,11 +73,13 @@ def write_index_folder(
         },
         "texts": texts,
     }
-    atomic_write(path / STATES_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    atomic_write(
-        path / INDEX_FILE,
-        lambda tmp: tmp.write_text(json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8"),
-    )
+    with undo_on_failure(path):  # a failed write leaves no folder it made
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write(path / STATES_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+        atomic_write(
+            path / INDEX_FILE,
+            lambda tmp: tmp.write_text(json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8"),
+        )
     return path
 
 
@@ -126,6 +128,7 @@ def read_index_folder(path: str | Path) -> dict[str, Any]:
         or any(not 0 <= t < len(texts) for t in columns[2])
     ):
         raise WorkbenchError(f"latent index {path} is corrupt: states and entries do not match", fix)
+    check_recorded_backbone(backbone, probe, what=f"latent index {path}")
     return {
         "states": states,
         "token_ids": [int(i) for i in columns[0]],

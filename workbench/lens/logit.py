@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core.display import Displayable
 from ..core.errors import WorkbenchError
 from ..core.inputs import check_texts
 
@@ -43,12 +44,13 @@ class LensConfig:
 
 
 @dataclass
-class LensReading:
+class LensReading(Displayable):
     """What the logit lens reads for one query.
 
     ``tokens[i][j]`` are the top-k tokens of layer ``layers[i]`` at position ``positions[j]``, with
     their ids and softmax probabilities beside them; ``union`` is the paper's summary: the distinct
-    top-k tokens of the final layer over the compression positions, most frequent first.
+    top-k tokens of the final layer over the compression positions, most frequent first. In a
+    notebook a reading shows its union, top-k table and layer × position heatmap.
     """
 
     query: str
@@ -70,6 +72,11 @@ class LensReading:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class LensReadings(Displayable, list):  # type: ignore[type-arg]
+    """The readings of several queries: a plain list that, in a notebook, shows their tables and one
+    stacked heatmap."""
 
 
 def resolve_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
@@ -252,7 +259,7 @@ def assemble_readings(
             vocab[i] = token_text(tokenizer, i)
         return vocab[i]
 
-    readings = []
+    readings = LensReadings()
     for b, query in enumerate(queries):
         id_rows = ids[:, b].tolist()
         final_tokens = [[text_of(i) for i in pos] for pos in final_i[0, b].tolist()]

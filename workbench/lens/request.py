@@ -102,9 +102,9 @@ def read_lens(request: LensRequest, load: Loader | None = None) -> list[LensRead
     gen = (load or _load)(request.model, request.checkpoint, request.untrained)
     latent_index = None
     if request.latent:
-        from .latent_index import load_latent_index
+        from .latentlens_format import open_latent_index
 
-        latent_index = load_latent_index(gen, request.index)
+        latent_index = open_latent_index(gen, request.index)  # a workbench or a latentlens folder
     readings = logit_lens(gen, texts, config)
     if latent_index is not None:
         states = gen.compression_states(texts, instruction=config.instruction, batch_size=config.batch_size)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..eval.results import EvalReport
-from .figures import write_figure
+from .figures import plotlyjs_src, write_figure
 
 
 def timestamp() -> str:
@@ -105,8 +105,9 @@ def write_report(
                 f'<p><a href="{link}"><img src="{html.escape(png.name)}" alt="{html.escape(name)}" '
                 f'width="900"></a><br><a href="{link}">interactive chart</a></p>'
             )
-        else:
-            parts.append(fig.to_html(full_html=False, include_plotlyjs="cdn" if first_div else False))
+        else:  # the chart itself, with the plotly.js its own HTML loads (offline)
+            src = plotlyjs_src(stem.with_suffix(".html")) if first_div else False
+            parts.append(fig.to_html(full_html=False, include_plotlyjs=src))
             first_div = False
     config = json.dumps(payload.get("config", {}), indent=1, default=str)
     parts.append(f"<h2>Configuration</h2><pre>{html.escape(config)}</pre>")

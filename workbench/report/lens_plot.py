@@ -121,14 +121,16 @@ def heatmap(readings: Sequence[LensReading], max_title: int = 90) -> Any:
 
 
 def write_heatmap(fig: Any, html: Path | None, png: Path | None) -> list[Path]:
-    """Write the heatmap as interactive HTML and/or a static PNG (needs a Chrome for kaleido)."""
+    """Write the heatmap as interactive HTML and/or a static PNG (needs a Chrome for kaleido).
+
+    The HTML is standalone (plotly.js inside, about 4.8 MB): one file that opens offline anywhere.
+    """
     from ..core.errors import WorkbenchError
+    from .figures import write_html
 
     written = []
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        fig.write_html(str(html), include_plotlyjs="cdn")
-        written.append(html)
+        written.append(write_html(fig, html, standalone=True))
     if png is not None:
         png.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from ..core.errors import WorkbenchError
+from ..core.fingerprint import overlap_note
 from ..eval.maps import EmbeddingMap, MapItem
 
 COLOURS = {
@@ -127,10 +128,14 @@ def map_figure(m: EmbeddingMap, *, title: str | None = None, full_text: bool = T
             title_text=f"{axis} 2" if col == 1 else "", showticklabels=False, zeroline=False, row=1, col=col
         )
     state = "trained checkpoint" if m.meta["trained"] else "untrained special tokens"
+    warning = overlap_note(m.meta.get("overlap"))
     fig.update_layout(
-        title=title
-        or f"Queries, the LLM's own answers and distractors in {ncols} embedding spaces "
-        f"({Path(str(m.meta['model'])).name}, {state}); arrows: query → its own answer",
+        title=(
+            title
+            or f"Queries, the LLM's own answers and distractors in {ncols} embedding spaces "
+            f"({Path(str(m.meta['model'])).name}, {state}); arrows: query → its own answer"
+        )
+        + (f"<br><span style='color:#b00'>warning: {warning}</span>" if warning else ""),
         template="plotly_white",
         legend={"orientation": "h", "y": -0.12, "x": 0.5, "xanchor": "center"},
         margin={"t": 110, "b": 90, "l": 40, "r": 20},
@@ -149,7 +154,8 @@ def metrics_table(m: EmbeddingMap) -> Any:
     pool = m.metrics["encoders"][m.encoders[0]].get("candidates", 0)
     table = Table(
         title=f"{Path(str(m.meta['model'])).name}: query → own answer among {pool} candidates; "
-        f"LLM refused {llm['harmful_refused']}/{llm['harmful_queries']} harmful queries",
+        f"LLM refused {llm['harmful_refused']}/{llm['harmful_queries']} harmful queries"
+        + (f"; warning: {warning}" if (warning := overlap_note(m.meta.get("overlap"))) else ""),
         title_justify="left",
     )
     table.add_column("encoder", no_wrap=True, min_width=max(len(n) for n in m.encoders))
@@ -173,6 +179,28 @@ def metrics_table(m: EmbeddingMap) -> Any:
             f"{s['refusal_first']:.0%}" if s else "-",
         )
     return table
+
+
+def metrics_markdown(m: EmbeddingMap) -> str:
+    """The map's numbers as a markdown table, one row per encoder (what the README includes)."""
+    lines = [
+        "| encoder | R@1 | MRR | cos own / others | best refusal rank | best compliant rank "
+        "| refusal first |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in m.encoders:
+        r = m.metrics["encoders"].get(name, {})
+        s = r.get("safety")
+        cells = [
+            f"{r.get('recall@1', float('nan')):.3f}",
+            f"{r.get('mrr', float('nan')):.3f}",
+            f"{r.get('cos_own', float('nan')):.3f} / {r.get('cos_others', float('nan')):.3f}",
+            f"{s['mean_rank_best_refusal']:.1f}" if s else "-",
+            f"{s['mean_rank_best_compliant']:.1f}" if s else "-",
+            f"{s['refusal_first']:.0%}" if s else "-",
+        ]
+        lines.append(f"| {m.titles.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ exports
@@ -292,7 +320,13 @@ def map_json(m: EmbeddingMap, full_text: bool = True) -> dict[str, Any]:
         if full_text or item.role == "refusal":
             row["text"] = item.text
         items.append(row)
-    return {"meta": m.meta, "titles": m.titles, "metrics": m.metrics, "items": items}
+    return {
+        "meta": m.meta,
+        "titles": m.titles,
+        "metrics": m.metrics,
+        "markdown": metrics_markdown(m),
+        "items": items,
+    }
 
 
 def write_map(

@@ -12,14 +12,18 @@ from typing import Any
 
 import torch
 
-from ..core.backbone import Backbone, backbone_probe, check_same_backbone
+from ..core.backbone import Backbone, backbone_probe, check_recorded_backbone, check_same_backbone
 from ..core.config import GenConfig
 from ..core.errors import WorkbenchError
+from ..core.extensions import extension
+from ..core.fingerprint import PromptFingerprint
 from .atomic import atomic_write
 from .official import config_from_dict
 
 CONFIG_FILE = "llm2vec_gen_config.json"
 WEIGHTS_FILE = "llm2vec_gen_weights.safetensors"
+PROMPTS_FILE = "llm2vec_gen_prompts.safetensors"
+"""Hashes of the training prompts (:class:`~workbench.core.fingerprint.PromptFingerprint`)."""
 FORMAT = "llm2vec-gen-workbench"
 FORMAT_VERSION = 1
 
@@ -33,6 +37,14 @@ class CheckpointData:
     backbone: dict[str, Any]
     tensors: dict[str, torch.Tensor]
     meta: dict[str, Any]
+    fingerprint: PromptFingerprint | None = None
+    """Its training prompts; None when the checkpoint does not record them."""
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """In a notebook: the checkpoint's card (its README.md, else a summary of its config)."""
+        trained = "trained" if self.meta.get("trained") else "untrained"
+        plain = f"<checkpoint {self.path.name}: {self.backbone.get('name')}, {trained}>"
+        return {"text/markdown": extension("checkpoint_markdown")(self), "text/plain": plain}
 
 
 def is_checkpoint(path: str | Path) -> bool:
@@ -62,12 +74,50 @@ def save_checkpoint(model: Any, path: Path, **card: Any) -> Path:
         "trained": bool(model.trained),
         "card": card,
     }
+    prompts: PromptFingerprint | None = getattr(model, "training_prompts", None)
+    meta["training_prompts"] = None if prompts is None else {"file": PROMPTS_FILE, **prompts.summary()}
     atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    if prompts is not None:
+        write_fingerprint(path / PROMPTS_FILE, prompts)
+    elif (path / PROMPTS_FILE).exists():
+        (path / PROMPTS_FILE).unlink()  # a stale one from an earlier save would be believed
     atomic_write(
         path / CONFIG_FILE,
         lambda tmp: tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n"),
     )
     return path
+
+
+def write_fingerprint(path: Path, prompts: PromptFingerprint) -> None:
+    """Store a fingerprint as a safetensors file (one int64 tensor of sorted hashes)."""
+    from safetensors.torch import save_file
+
+    atomic_write(
+        path, lambda tmp: save_file({"hashes": prompts.to_tensor()}, tmp, metadata={"format": FORMAT})
+    )
+
+
+def read_fingerprint(folder: Path, record: Any) -> PromptFingerprint | None:
+    """The fingerprint a checkpoint's config points at (``record``), or None when it has none."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not record:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("file"), str):
+        raise _corrupt(folder, "its training_prompts record is malformed")
+    path = folder / Path(record["file"]).name
+    if not path.is_file():
+        raise _corrupt(folder, f"{path.name} (the training-prompt fingerprint its config names) is missing")
+    try:
+        hashes = load_file(str(path))["hashes"]
+    except (SafetensorError, OSError, ValueError, KeyError) as err:
+        raise _corrupt(folder, f"{path.name} is unreadable ({err})") from err
+    if hashes.dtype != torch.int64 or hashes.dim() != 1 or len(hashes) != record.get("count", len(hashes)):
+        raise _corrupt(folder, f"{path.name} does not hold the {record.get('count')} hashes its config names")
+    return PromptFingerprint.from_tensor(
+        hashes, record.get("sources") or (), complete=bool(record.get("complete", True))
+    )
 
 
 def _corrupt(path: Path, what: str) -> WorkbenchError:
@@ -127,7 +177,9 @@ def read_checkpoint(path: str | Path) -> CheckpointData:
             raise _corrupt(
                 path, f"tensor {key!r} has shape {list(tensors[key].shape)}, config says {list(shape)}"
             )
-    return CheckpointData(path, config, backbone, tensors, meta)
+    check_recorded_backbone(backbone, tensors.get("backbone_probe"), what=f"checkpoint {path}")
+    fingerprint = read_fingerprint(path, meta.get("training_prompts"))
+    return CheckpointData(path, config, backbone, tensors, meta, fingerprint)
 
 
 def check_backbone(data: CheckpointData, backbone: Backbone) -> None:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import WorkbenchError
-from .atomic import refuse_non_empty
+from ..core.paths import check_output
+from .atomic import refuse_non_empty, undo_on_failure
 from .loading import load
 from .official import export_official
 
@@ -42,11 +43,12 @@ def export_checkpoint(
     """
     if format not in FORMATS:
         raise WorkbenchError(f"unknown format {format!r}", f"use one of {', '.join(FORMATS)}")
-    out = Path(out).expanduser()
-    gen = load(source, backbone=backbone)
-    if format == "official":
-        path = export_official(gen, out, base_model=base_model, copy_base=copy_base, overwrite=overwrite)
-        folder = gen.backbone.info.source in ("registry", "gguf", "local")
-        return Exported(path, RUN_CONFIG_NOTE if folder and not (copy_base or base_model) else None)
+    out = check_output(out, "export folder", folder=True)  # before the load: bad paths fail at once
     refuse_non_empty(out, overwrite)
-    return Exported(gen.save(out, exported_from=str(source)))
+    with undo_on_failure(out):  # a failed export leaves no folder it made (nor its parents)
+        gen = load(source, backbone=backbone)
+        if format == "official":
+            path = export_official(gen, out, base_model=base_model, copy_base=copy_base, overwrite=overwrite)
+            folder = gen.backbone.info.source in ("registry", "gguf", "local")
+            return Exported(path, RUN_CONFIG_NOTE if folder and not (copy_base or base_model) else None)
+        return Exported(gen.save(out, exported_from=str(source)))

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..core.backbone import load_backbone
 from ..core.config import GenConfig, check_dtype, torch_dtype
 from ..core.errors import WorkbenchError
+from ..core.fingerprint import PromptFingerprint
 from ..core.model import LLM2VecGen
 from ..core.paths import packaged_checkpoints_dir
 from ..core.registry import DEFAULT_BACKBONE
@@ -107,6 +108,7 @@ def load(
             config.max_length = max_length
         gen = LLM2VecGen(loaded, config)
         gen.load_weights(data.tensors, trained=bool(data.meta.get("trained", False)))
+        gen.training_prompts = data.fingerprint if data.meta.get("trained", False) else PromptFingerprint()
         return gen
     teacher = teacher or GenConfig.teacher
     given = {"num_thought": num_thought, "num_compress": num_compress, "max_length": max_length}

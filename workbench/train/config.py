@@ -64,6 +64,12 @@ class TrainConfig:
     """Use only the first N pairs of the responses file."""
     init_from: str | None = None
     """Start from a trained checkpoint folder's special rows and heads instead of the untrained start."""
+    allow_foreign_responses: bool = False
+    """Train on responses another model wrote (distillation, not the method's self-supervision)."""
+    force: bool = False
+    """Train on pairs whose prompts are evaluation queries or held-out references."""
+    data_dir: str | None = None
+    """Data folder whose evaluation queries are refused as prompts ($WORKBENCH_DATA, ../shared/data)."""
 
     def validate(self, world_size: int = 1) -> None:
         positive = (
@@ -84,6 +90,8 @@ class TrainConfig:
                     f"{name} must be positive, got {getattr(self, name)}",
                     f"set --{name.replace('_', '-')} to a positive value",
                 )
+        if self.limit is not None and self.limit < 1:
+            raise WorkbenchError(f"limit must be at least 1, got {self.limit}", "use --limit 1 or more")
         if self.warmup_steps < 0 or self.recon_weight < 0 or self.align_weight < 0:
             raise WorkbenchError("warm-up steps and loss weights must not be negative", "use 0 or more")
         if self.recon_weight == 0 and self.align_weight == 0:
@@ -169,5 +177,7 @@ TRAINING_KEYS = (
     "mixed_precision",
     "limit",
     "init_from",
+    "allow_foreign_responses",
+    "force",
 )
 """Options that must not change when a run is resumed (they change the result)."""

@@ -1,6 +1,12 @@
 """Training prompts from files, the public sets in ``../shared/data``, or Hugging Face datasets.
 
-Evaluation queries (AdvBench-IR, TheoremQA) are refused as training prompts unless forced.
+Every data source has a role. Training prompts: the sets of :data:`PUBLIC_SETS` (NQ-open's dev
+questions, GSM8K's train file, self-instruct) and any file a user names. Evaluation queries: the
+files of :data:`EVALUATION_FILES` (AdvBench-IR, TheoremQA, NQ-open's EfficientQA test questions),
+which are refused as training prompts, unless forced, and which ``respond --heldout`` answers for
+held-out references (rows marked ``role: heldout``, which ``train`` refuses). GSM8K questions serve
+both: the reasoning evaluation leaves out the questions a checkpoint trained on
+(:mod:`workbench.eval.heldout`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import WorkbenchError
+from ..core.fingerprint import normalise as _normal
 from ..core.hashing import sha256_text
 from ..core.paths import require_file
 from ..store.textio import read_utf8
@@ -29,7 +36,10 @@ PUBLIC_SETS: dict[str, tuple[tuple[str, ...], str]] = {
 EVALUATION_FILES: dict[str, tuple[str, str]] = {
     "advbench-ir.jsonl": ("advbench-ir/advbench-ir.jsonl", "instruction"),
     "theoremqa_test.json": ("theoremqa/theoremqa_test.json", "Question"),
+    "NQ-open.efficientqa.test.1.1.jsonl": ("nq-open/NQ-open.efficientqa.test.1.1.jsonl", "question"),
 }
+"""Evaluation queries by file name: (path in the data folder, text field)."""
+EVALUATION_SETS = "AdvBench-IR, TheoremQA or NQ-open EfficientQA-test"
 
 
 @dataclass(frozen=True)
@@ -42,10 +52,6 @@ class Prompt:
 def data_dir(path: str | Path | None = None) -> Path:
     """The public data folder: the argument, ``$WORKBENCH_DATA``, or ``../shared/data``."""
     return Path(path or os.environ.get("WORKBENCH_DATA") or "../shared/data").expanduser()
-
-
-def _normal(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def prompt_id(source: str, text: str) -> str:
@@ -126,10 +132,12 @@ def load_prompts(
     limit: int | None = None,
     shuffle_seed: int | None = None,
     force: bool = False,
+    heldout: bool = False,
 ) -> list[Prompt]:
     """Prompts from a public set name (``nq-open``, ``gsm8k``, ``self-instruct``), a file, or ``hf:id``.
 
-    Duplicates collapse (first kept); ``shuffle_seed`` shuffles before ``limit``.
+    Duplicates collapse (first kept); ``shuffle_seed`` shuffles before ``limit``. Evaluation queries
+    are refused unless ``force``, or ``heldout`` (they are read as held-out queries, not to train on).
     """
     root = data_dir(data)
     if source in PUBLIC_SETS:
@@ -140,20 +148,21 @@ def load_prompts(
     else:
         path = Path(source).expanduser()
         parts = {part.lower() for part in path.parts}
-        is_eval = path.name.lower() in EVALUATION_FILES or {"advbench-ir", "theoremqa"} & parts
-        if is_eval and not force:
+        names = {name.lower() for name in EVALUATION_FILES}
+        is_eval = path.name.lower() in names or {"advbench-ir", "theoremqa"} & parts
+        if is_eval and not (force or heldout):
             raise WorkbenchError(
                 f"{path} holds evaluation queries, which must not be training prompts",
-                "choose training prompts, or pass --force if you really mean it",
+                "choose training prompts, answer them as held-out references with --heldout, or pass --force",
             )
         texts = _rows(path, field)
-    if not force:
+    if not (force or heldout):
         held = evaluation_texts(root)
         clash = sum(_normal(t) in held for t in texts)
         if clash:
             raise WorkbenchError(
-                f"{clash} prompts of {source} are AdvBench-IR or TheoremQA evaluation queries",
-                "remove them, or pass --force if you really mean it",
+                f"{clash} prompts of {source} are {EVALUATION_SETS} evaluation queries",
+                "remove them, answer them as held-out references with --heldout, or pass --force",
             )
     seen: set[str] = set()
     prompts = []

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from ..core.config import DOCUMENT_INSTRUCTION
 from ..core.errors import WorkbenchError
+from ..core.fingerprint import check_overlap, normalise, overlap_note
 from ..store.atomic import atomic_write
 from ..store.checkpoint import read_checkpoint
 from ..store.loading import load
@@ -122,6 +123,8 @@ class QualityReport:
     reconstruction_nll: dict[str, float] = field(default_factory=dict)
     nll_tokens: int = 16
     examples: list[dict[str, str]] = field(default_factory=list)
+    overlap: dict[str, Any] | None = None
+    """How many held-out prompts the checkpoint trained on (``check_overlap``'s record)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,7 +138,8 @@ class QualityReport:
 
     def markdown(self) -> str:
         lines = [
-            f"Held-out prompts: {self.heldout}; decoding: greedy, {self.max_new_tokens} new tokens.",
+            f"Held-out prompts: {self.heldout}; decoding: greedy, {self.max_new_tokens} new tokens."
+            + (f" Warning: {note}." if (note := overlap_note(self.overlap)) else ""),
             "",
             "| reconstruction (token F1 vs the LLM's own answer) | F1 |",
             "|---|---|",
@@ -215,10 +219,10 @@ def evaluate(
     }
     report.retrieval = {
         "trained checkpoint": retrieval_scores(
-            student, trained.encode(answers, instruction=DOCUMENT_INSTRUCTION)
+            student, trained.embed(answers, instruction=DOCUMENT_INSTRUCTION)
         ),
         "untrained tokens": retrieval_scores(
-            student_untrained, untrained.encode(answers, instruction=DOCUMENT_INSTRUCTION)
+            student_untrained, untrained.embed(answers, instruction=DOCUMENT_INSTRUCTION)
         ),
         f"teacher ({trained.config.teacher}) on the query text": retrieval_scores(
             teacher.encode(prompts), teacher_answers
@@ -236,25 +240,30 @@ def evaluate_checkpoint(
     limit: int | None = 200,
     max_new_tokens: int = 48,
     progress: Callable[[str], None] | None = None,
+    allow_overlap: bool = False,
 ) -> QualityReport:
     """``workbench quality``: :func:`evaluate` a checkpoint folder on a held-out responses file.
 
     The first ``limit`` held-out pairs are encoded with the query instruction the run trained with
-    (its card's); none of them may occur among ``train_responses``' prompts.
+    (its card's); none of them may occur among ``train_responses``' prompts, nor among the prompts
+    the checkpoint's fingerprint records (unless ``allow_overlap``; the report keeps the count).
     """
     gen = load(checkpoint)
     card = read_checkpoint(checkpoint).meta.get("card", {})
     instruction = card.get("train", {}).get("query_instruction")
     heldout_pairs, _ = read_pairs(heldout, limit)
     train_pairs, _ = read_pairs(train_responses, None)
-    held = {p.prompt for p in heldout_pairs}
-    overlap = sum(p.prompt in held for p in train_pairs)
-    if overlap:
+    held = {normalise(p.prompt) for p in heldout_pairs}
+    overlap = sum(normalise(p.prompt) in held for p in train_pairs)
+    if overlap and not allow_overlap:
         raise WorkbenchError(
             f"{overlap} held-out prompts also occur in the training responses",
             "hold out prompts that were not trained on",
         )
-    return evaluate(
+    record = check_overlap(
+        gen, [p.prompt for p in heldout_pairs], allow_overlap=allow_overlap, what="held-out prompts"
+    )
+    report = evaluate(
         gen,
         untrained_twin(gen),
         heldout_pairs,
@@ -263,3 +272,5 @@ def evaluate_checkpoint(
         query_instruction=instruction or None,
         progress=progress,
     )
+    report.overlap = record
+    return report

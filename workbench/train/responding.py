@@ -22,7 +22,18 @@ from ..core.generation import chat_answer
 from ..core.registry import DEFAULT_BACKBONE
 from .prompts import Prompt, held_out, load_prompts
 
-SETTINGS = ("model", "sha256", "max_new_tokens", "do_sample", "temperature", "top_p", "seed", "system_prompt")
+ROLES = ("train", "heldout")
+SETTINGS = (
+    "role",
+    "model",
+    "sha256",
+    "max_new_tokens",
+    "do_sample",
+    "temperature",
+    "top_p",
+    "seed",
+    "system_prompt",
+)
 
 
 @dataclass
@@ -73,11 +84,14 @@ def respond(
     system_prompt: str | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    role: str = "train",
 ) -> RespondStats:
     """Answer every prompt not yet in ``out`` with the backbone's chat template and append the rows.
 
     A prompt counts as done when its id or its exact text is in ``out``, so the same file named by
-    another path (another id) is never answered twice.
+    another path (another id) is never answered twice. Each row records the backbone (name and
+    sha256, which ``train`` checks) and its ``role``: ``train``, or ``heldout`` for evaluation
+    references (``train`` refuses those).
     """
     if do_sample and not (temperature > 0 and 0 < top_p <= 1):
         raise WorkbenchError(
@@ -88,7 +102,10 @@ def respond(
     out.parent.mkdir(parents=True, exist_ok=True)
     if overwrite and out.exists():
         out.unlink()
+    if role not in ROLES:
+        raise WorkbenchError(f"unknown role {role!r}", f"use one of {', '.join(ROLES)}")
     settings = {
+        "role": role,
         "model": backbone.info.name,
         "sha256": backbone.info.sha256,
         "max_new_tokens": max_new_tokens,
@@ -101,7 +118,8 @@ def respond(
     done, good = read_done(out)
     if done:
         first = next(iter(done.values()))
-        changed = [k for k in SETTINGS if first.get(k) != settings[k]]
+        recorded = {"role": "train"} | first  # files from before roles were recorded: training rows
+        changed = [k for k in SETTINGS if recorded.get(k) != settings[k]]
         if changed:
             raise WorkbenchError(
                 f"{out} was made with other settings ({', '.join(changed)})",
@@ -149,6 +167,7 @@ def respond_to_source(
     limit: int | None = None,
     shuffle_seed: int | None = None,
     force: bool = False,
+    heldout: bool = False,
     exclude: Sequence[str | Path] = (),
     note: Callable[[str], None] | None = None,
     **options: Any,
@@ -156,13 +175,20 @@ def respond_to_source(
     """``workbench respond``: read the prompts of ``source`` (see :func:`~.prompts.load_prompts`), leave
     out those of the ``exclude`` files, load the backbone ``model`` and :func:`respond` (``options``).
 
+    ``heldout`` answers evaluation queries as held-out references (rows marked ``role: heldout``).
     ``note`` hears how many prompts ``exclude`` left out, if any.
     """
     items = load_prompts(
-        source, field=field, data=data_dir, limit=limit, shuffle_seed=shuffle_seed, force=force
+        source,
+        field=field,
+        data=data_dir,
+        limit=limit,
+        shuffle_seed=shuffle_seed,
+        force=force,
+        heldout=heldout,
     )
     if exclude:
         items, dropped = held_out(items, [Path(p) for p in exclude])
         if dropped and note is not None:
             note(f"left out {dropped} prompts found in {', '.join(map(str, exclude))}")
-    return respond(load_backbone(model), items, out, **options)
+    return respond(load_backbone(model), items, out, role="heldout" if heldout else "train", **options)

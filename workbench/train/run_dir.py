@@ -1,11 +1,13 @@
 """A training run's folder on disk: step checkpoints with optimiser state, the log, the run config.
 
 ``OUT/checkpoints/step-NNNNNN/`` holds a checkpoint (``gen.save``) plus ``optimizer.safetensors``
-(optimiser tensors and the torch RNG state) and ``trainer_state.json`` (step, schedule, the rest of
-the optimiser state); it is written under a dot-name and renamed, so a folder without its state file
-is never read. ``train_log.jsonl`` has one row per logged step; ``run_config.json`` records what the
-run was started with; ``teacher_embeddings.safetensors`` caches the teacher's targets. Nothing here
-knows about processes: the trainer decides who writes.
+(optimiser tensors and the torch RNG state), ``trainer_state.json`` (step, schedule, the rest of
+the optimiser state) and ``manifest.json`` (each file's size and sha256); it is written under a
+dot-name and renamed, so a folder without its state file is never read, and ``--resume`` skips one
+whose files do not match its manifest for the newest intact one. ``train_log.jsonl`` has one row
+per logged step; ``run_config.json`` records what the run was started with;
+``teacher_embeddings.safetensors`` caches the teacher's targets. Nothing here knows about
+processes: the trainer decides who writes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,9 @@ import torch
 
 from ..core.errors import WorkbenchError
 from ..core.hashing import sha256_file
-from ..store.checkpoint import WEIGHTS_FILE, check_backbone, read_checkpoint
+from ..core.paths import plain_permissions
+from ..store.atomic import atomic_write
+from ..store.checkpoint import CONFIG_FILE, WEIGHTS_FILE, check_backbone, read_checkpoint
 from .config import TRAINING_KEYS, TrainConfig
 
 STATE_FILE = "trainer_state.json"
@@ -29,6 +35,8 @@ LOG_FILE = "train_log.jsonl"
 RUN_CONFIG = "run_config.json"
 TEACHER_CACHE = "teacher_embeddings.safetensors"
 STEPS_DIR = "checkpoints"
+MANIFEST_FILE = "manifest.json"
+"""In each step folder: every other file's size and sha256, checked before ``--resume`` trusts it."""
 
 
 def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -96,6 +104,7 @@ def init_from_checkpoint(gen: Any, path: str | Path) -> dict[str, Any]:
                 f"train with the checkpoint's {name} (and its teacher), or start without --init-from",
             )
     gen.load_weights(data.tensors)
+    gen.training_prompts = data.fingerprint  # the trainer adds this run's prompts to it
     card = data.meta.get("card", {})
     return {
         "path": str(data.path),
@@ -128,10 +137,9 @@ def write_teacher_cache(out: Path, targets: torch.Tensor, key: dict[str, str]) -
     """Write the teacher targets with ``key`` as metadata (atomically)."""
     from safetensors.torch import save_file
 
-    path = out / TEACHER_CACHE
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"teacher": targets.contiguous()}, str(tmp), metadata=key)
-    os.replace(tmp, path)
+    atomic_write(
+        out / TEACHER_CACHE, lambda tmp: save_file({"teacher": targets.contiguous()}, str(tmp), metadata=key)
+    )
 
 
 def save_step(
@@ -144,44 +152,126 @@ def save_step(
     final = root / f"step-{step:06d}"
     tmp = root / f".tmp-step-{step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
-    gen.save(tmp, step=step)
-    tensors, rest = flatten_optimizer(optimizer.state_dict())
-    tensors["torch_rng_state"] = torch.get_rng_state()
-    save_file(tensors, str(tmp / OPTIMIZER_FILE))
-    state = {
-        "step": step,
-        "optimizer": rest,
-        "scheduler": scheduler.state_dict(),
-        "elapsed_s": elapsed,
-        "train": config.to_dict(),
-    }
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in step_dirs(out)[: -config.keep_checkpoints]:
+    try:
+        gen.save(tmp, step=step)
+        tensors, rest = flatten_optimizer(optimizer.state_dict())
+        tensors["torch_rng_state"] = torch.get_rng_state()
+        save_file(tensors, str(tmp / OPTIMIZER_FILE))
+        plain_permissions(tmp / OPTIMIZER_FILE)  # safetensors creates its files 0600
+        state = {
+            "step": step,
+            "optimizer": rest,
+            "scheduler": scheduler.state_dict(),
+            "elapsed_s": elapsed,
+            "train": config.to_dict(),
+        }
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+        write_manifest(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written step folder stays behind
+        raise
+    done = step_dirs(out)
+    for old in [d for d in done if _step_of(d) > step]:  # after a resume from an older intact step:
+        shutil.rmtree(old, ignore_errors=True)  # the damaged newer ones it skipped
+    for old in [d for d in done if _step_of(d) <= step][: -config.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def restore_step(out: Path, gen: Any, optimizer: Any, scheduler: Any) -> tuple[int, float]:
-    """Load the last step checkpoint into ``gen``, the optimiser, the schedule and torch's RNG.
+def _step_of(folder: Path) -> int:
+    return int(folder.name.split("-")[1])
 
-    Returns the step and the training seconds so far; ``(0, 0.0)`` when there is none.
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and sha256 of every file in a step folder, in its ``manifest.json``."""
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST_FILE
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=2) + "\n")
+
+
+def verify_step(folder: Path) -> str | None:
+    """Why the step folder cannot be trusted, or None when its files match its manifest."""
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        return f"{MANIFEST_FILE} is missing"
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        listed = {str(k): (int(v["size"]), str(v["sha256"])) for k, v in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
+        return f"{MANIFEST_FILE} is unreadable ({type(err).__name__})"
+    for name in (WEIGHTS_FILE, CONFIG_FILE, OPTIMIZER_FILE, STATE_FILE):
+        if name not in listed:
+            return f"{MANIFEST_FILE} does not list {name}"
+    for name, (size, digest) in listed.items():
+        file = folder / Path(name).name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != size:
+            return f"{name} has {file.stat().st_size} bytes, its manifest says {size}"
+        if sha256_file(file) != digest:
+            return f"{name} does not match the sha256 in its manifest"
+    return None
+
+
+def restore_step(
+    out: Path, gen: Any, optimizer: Any, scheduler: Any, warn: Callable[[str], None] | None = None
+) -> tuple[int, float]:
+    """Load the newest intact step checkpoint into ``gen``, the optimiser, the schedule and torch's RNG.
+
+    A step folder whose files do not match its manifest (sizes and sha256), or that does not read,
+    is skipped for the next older one; ``warn`` gets a line naming each skipped step and why.
+    (Runs from before manifests, where no step has one, are read without that check.) Returns the
+    step and the training seconds so far; ``(0, 0.0)`` when there is none.
     """
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError
 
     done = step_dirs(out)
     if not done:
         return 0, 0.0
-    last = done[-1]
-    data = read_checkpoint(last)
-    gen.load_weights(data.tensors)
-    state = json.loads((last / STATE_FILE).read_text())
-    tensors = load_file(str(last / OPTIMIZER_FILE))
-    torch.set_rng_state(tensors.pop("torch_rng_state"))
-    optimizer.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
-    scheduler.load_state_dict(state["scheduler"])
-    return int(state["step"]), float(state.get("elapsed_s", 0.0))
+    say = warn or (lambda line: print(line, file=sys.stderr))
+    manifests = any((d / MANIFEST_FILE).is_file() for d in done)
+    skipped: list[str] = []
+    for folder in reversed(done):
+        problem = verify_step(folder) if manifests else None
+        if problem is None:
+            try:
+                data, state, tensors = _read_step(folder)
+            except (WorkbenchError, SafetensorError, OSError, ValueError, KeyError, TypeError) as err:
+                problem = f"it does not read ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+        if problem is not None:
+            skipped.append(folder.name)
+            say(f"warning: skipped step checkpoint {folder.name}: {problem}")
+            continue
+        gen.load_weights(data.tensors)
+        torch.set_rng_state(tensors.pop("torch_rng_state"))
+        optimizer.load_state_dict(unflatten_optimizer(tensors, state["optimizer"]))
+        scheduler.load_state_dict(state["scheduler"])
+        if skipped:
+            say(f"warning: resuming from {folder.name}, the newest intact step checkpoint")
+        return int(state["step"]), float(state.get("elapsed_s", 0.0))
+    raise WorkbenchError(
+        f"no intact step checkpoint in {out / STEPS_DIR} to resume from ({', '.join(skipped)} damaged)",
+        f"delete {out / STEPS_DIR} to train from step 0, or start a new --out",
+    )
+
+
+def _read_step(folder: Path) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
+    """A step folder's checkpoint, trainer state and optimiser tensors, all read before any is used."""
+    from safetensors.torch import load_file
+
+    data = read_checkpoint(folder)
+    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    tensors = load_file(str(folder / OPTIMIZER_FILE))
+    if "torch_rng_state" not in tensors or not isinstance(state.get("optimizer"), dict):
+        raise ValueError(f"{OPTIMIZER_FILE} or {STATE_FILE} lacks the optimiser or RNG state")
+    if not isinstance(state.get("step"), int) or not isinstance(state.get("scheduler"), dict):
+        raise ValueError(f"{STATE_FILE} lacks the step or the schedule")
+    return data, state, tensors
 
 
 def trim_log(out: Path, step: int) -> None:
@@ -196,9 +286,7 @@ def trim_log(out: Path, step: int) -> None:
                 keep.append(line)
         except (json.JSONDecodeError, KeyError):
             break
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in keep))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in keep)))
 
 
 def append_log(out: Path, record: dict[str, Any]) -> None:

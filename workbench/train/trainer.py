@@ -8,8 +8,9 @@ reconstruction, mean over pairs and dimensions for alignment), so any split give
 from __future__ import annotations
 
 import platform
+import sys
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.config import with_instruction
+from ..core.fingerprint import PromptFingerprint
 from ..core.losses import (
     alignment_loss_sum,
     cosine_stats,
@@ -24,10 +26,12 @@ from ..core.losses import (
     reconstruction_loss_sum,
     response_tokens,
 )
+from ..core.paths import check_output
+from ..store.atomic import undo_on_failure
 from ..store.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from ..store.loading import load
 from .config import TrainConfig
-from .pairs import global_batch, read_pairs
+from .pairs import check_provenance, global_batch, read_pairs
 from .run_dir import (
     LOG_FILE,
     RUN_CONFIG,
@@ -70,6 +74,7 @@ class Trainer:
         self.out = Path(config.out).expanduser()
         self.show_progress = show_progress and self.accelerator.is_main_process
         self._init_meta: dict[str, Any] | None = None
+        self._provenance: dict[str, Any] = {}
 
     def _teacher_targets(self, gen: Any, responses: list[str], digest: str) -> torch.Tensor:
         """Teacher embeddings of every response, computed once (main process) and cached."""
@@ -93,6 +98,8 @@ class Trainer:
             "pairs": pairs,
             "responses_sha256": digest,
             "init_from": self._init_meta,
+            "provenance": self._provenance,
+            "training_prompts": None if gen.training_prompts is None else gen.training_prompts.summary(),
             "world_size": self.world,
             "micro_batch": self.config.micro_batch(self.world),
             "versions": {
@@ -122,9 +129,28 @@ class Trainer:
         return [shards[a * self.world + self.rank] for a in range(self.config.grad_accum)]
 
     def run(self, resume: bool = False) -> Path:
-        """Train to ``max_steps`` (continuing the last step checkpoint with ``resume``)."""
+        """Train to ``max_steps`` (continuing the last step checkpoint with ``resume``).
+
+        A run that fails before its first step checkpoint removes the output folder if it made it.
+        """
+        check_output(self.out, "training output folder", folder=True)
+        check_out(self.out, self.config, resume)
+        with undo_on_failure(self.out, keep=lambda: bool(step_dirs(self.out))):
+            try:
+                return self._run(resume)
+            except BaseException:
+                self._close_events()  # its writer thread stops before the folder may go
+                raise
+
+    def _close_events(self) -> None:
+        """Close the TensorBoard writer of a failed run; its own error (a full disk) is the same one."""
+        writer, self._events = getattr(self, "_events", None), None
+        if writer is not None:
+            with suppress(Exception):
+                writer.close()
+
+    def _run(self, resume: bool) -> Path:
         cfg, acc = self.config, self.accelerator
-        check_out(self.out, cfg, resume)
         self.out.mkdir(parents=True, exist_ok=True)
         pairs, digest = read_pairs(cfg.responses, cfg.limit)
         gen = load(
@@ -137,9 +163,17 @@ class Trainer:
             untrained=True,
             seed=cfg.seed,
         )
+        self._provenance = check_provenance(
+            pairs, gen.backbone, allow_foreign=cfg.allow_foreign_responses, force=cfg.force, data=cfg.data_dir
+        )
+        earlier: PromptFingerprint | None = PromptFingerprint()
         if cfg.init_from:
             # on --resume the step checkpoint's weights then replace these
             self._init_meta = init_from_checkpoint(gen, cfg.init_from)
+            earlier = gen.training_prompts
+        gen.training_prompts = PromptFingerprint.from_texts(
+            [p.prompt for p in pairs], [Path(cfg.responses).name]
+        ).union(earlier)
         gen.backbone.model.to(acc.device)
         gen.to(acc.device)
         targets = self._teacher_targets(gen, [p.response for p in pairs], digest)
@@ -161,13 +195,15 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.schedule_steps)
         )
-        start, elapsed = restore_step(self.out, gen, optimizer, scheduler) if resume else (0, 0.0)
+        warn = (lambda line: print(line, file=sys.stderr)) if acc.is_main_process else (lambda line: None)
+        start, elapsed = restore_step(self.out, gen, optimizer, scheduler, warn) if resume else (0, 0.0)
         if acc.is_main_process:
             trim_log(self.out, start)
         model, optimizer = acc.prepare(gen, optimizer)
         writer = self._writer(start)
         dim = targets.shape[1]
         gen.trained = True  # step checkpoints hold trained weights
+        self.model = gen  # the trained model, in memory (what the tests inspect)
         bar = tqdm(
             total=cfg.max_steps,
             initial=start,
@@ -249,6 +285,7 @@ class Trainer:
                 train=cfg.to_dict(),
                 train_seconds=round(elapsed, 1),
                 init_from=self._init_meta,
+                provenance=self._provenance,
             )
         acc.wait_for_everyone()
         # Tear the process group down before exit: a gloo group left to the interpreter's exit can
@@ -263,7 +300,8 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return None
-        return SummaryWriter(str(self.out / "tensorboard"), purge_step=start + 1 if start else None)
+        self._events = SummaryWriter(str(self.out / "tensorboard"), purge_step=start + 1 if start else None)
+        return self._events
 
     def _log(self, record: dict[str, Any], writer: Any) -> None:
         if not self.accelerator.is_main_process or record["step"] % self.config.log_every:

@@ -15,7 +15,7 @@ import yaml
 from ...core.backbone import BackboneInfo, prepare_tokenizer
 from ...core.errors import WorkbenchError
 from ...core.model import LLM2VecGen
-from ...core.paths import dequantised_path
+from ...core.paths import dequantised_path, plain_permissions
 from ...core.registry import BACKBONES
 from ..atomic import refuse_non_empty
 from .layout import (
@@ -157,6 +157,7 @@ def export_official(
     out.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
+        plain_permissions(build)  # mkdtemp's 0700 would become the exported folder's mode
         if copy_base:
             copy_base_v4(source, build / "base")
         tokenizer = _fresh_tokenizer(source, strings)
@@ -170,6 +171,7 @@ def export_official(
             str(enc / ADAPTER_WEIGHTS),
             metadata={"format": "pt"},
         )
+        plain_permissions(enc / ADAPTER_WEIGHTS)  # safetensors creates its files 0600
         base_cls = type(getattr(gen.backbone.model, "base_model", gen.backbone.model))
         adapter = {
             "auto_mapping": {"base_model_class": base_cls.__name__, "parent_library": base_cls.__module__},
@@ -210,9 +212,27 @@ def export_official(
             "workbench_trained": bool(gen.trained),
         }
         (build / RUN_CONFIG).write_text(_run_config_text(run), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(build, out)
+        replace_folder(build, out)
     finally:
         shutil.rmtree(build, ignore_errors=True)
     return out
+
+
+def replace_folder(build: Path, out: Path) -> None:
+    """Rename the finished folder ``build`` to ``out``. An ``out`` that is there (``--overwrite``)
+    is moved aside first and put back if the rename fails, so a failed export leaves it whole."""
+    if not os.path.lexists(out):
+        os.replace(build, out)
+        return
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(out, old)
+    try:
+        os.replace(build, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)

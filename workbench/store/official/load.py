@@ -69,6 +69,7 @@ def load_official(
     )
     gen = LLM2VecGen(loaded, config)
     gen.load_weights(ck.tensors, trained=bool(ck.run_config.get("workbench_trained", True)))
+    gen.training_prompts = None  # the official release does not list its training prompts
     if list(gen.special_ids) != list(ck.token_ids):
         log.warning(
             "special token ids differ from the official tokenizer's (%s vs %s): the backbone's tokenizer "
