@@ -62,6 +62,14 @@ def train(
     init_from: Annotated[
         Path | None, typer.Option(help="Start from this checkpoint's tokens and heads (continued training).")
     ] = None,
+    allow_foreign_responses: Annotated[
+        bool | None,
+        _opt("Train on responses another model wrote (distillation; recorded)", "allow_foreign_responses"),
+    ] = None,
+    force: Annotated[bool | None, _opt("Train on evaluation queries or held-out rows", "force")] = None,
+    data_dir: Annotated[
+        str | None, typer.Option(help="Data folder whose evaluation queries are refused as prompts.")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train the special tokens and heads on the frozen LLM's own responses."""

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..core.errors import WorkbenchError
+from ..core.registry import BACKBONES
 from ..train.prompts import data_dir as resolve_data
 from .encoders import (
     ENCODERS,
@@ -73,10 +74,10 @@ OFFICIAL_CODE = "https://github.com/McGill-NLP/llm2vec-gen"
 PAPER = "https://arxiv.org/abs/2603.10913"
 ORG = "llm2vec-gen-workbench"
 """The organisation part of the names this adapter gives its models in mteb."""
-BACKBONE_LICENSES = {"smollm2-135m": "apache-2.0", "qwen2.5-coder-0.5b": "apache-2.0"}
+BACKBONE_LICENSES = dict.fromkeys(BACKBONES, "apache-2.0")  # SmolLM2 and Qwen2.5-Coder: Apache 2.0
 """Licences of the registry backbones (the workbench's own rows and heads are MIT); other backbones
 are "not specified" (mteb's word for unknown)."""
-SHIPPED_TRAINING = {"smollm2-135m": {"NQ"}, "qwen2.5-coder-0.5b": {"NQ"}}
+SHIPPED_TRAINING = {name: {"NQ"} for name in BACKBONES}  # every shipped recipe answers NQ-open
 """mteb tasks whose data the shipped checkpoints saw: NQ-open questions are Natural Questions'."""
 TEACHER_FACTS = (
     "n_parameters",
