@@ -14,7 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-NOTEBOOK_BUDGET_S = 420
+NOTEBOOK_BUDGET_S = 1200
+"""A guard against a hung or runaway notebook, not a speed test (the notebooks now render their
+figures as PNGs through kaleido too; 02-05 take minutes on a loaded 2-core machine)."""
 _spec = importlib.util.spec_from_file_location("notebook_execute", ROOT / "notebooks" / "execute.py")
 execute_py = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(execute_py)
