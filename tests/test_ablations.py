@@ -102,6 +102,13 @@ def test_ablation_on_tiny_llama(tiny_dirs, tmp_path, capsys, monkeypatch: pytest
     assert by_name["T0-C2-align-only"]["config"]["align_weight"] > 0
     assert by_name["T1-C2"]["config"]["recon_weight"] == 1 and by_name["T1-C2"]["num_thought"] == 1
     assert saved["responses"]["file_sha256"] and saved["budget"]["steps"] == 3
+    assert saved["heldout"]["overlap"]["overlap"] == 0 and saved["heldout"]["overlap"]["queries"] == 4
+    # a held-out prompt that is a training prompt up to case and end punctuation is refused
+    from workbench.core.errors import WorkbenchError
+
+    leaky = write_pairs(tmp_path / "leaky.jsonl", [QUESTIONS[0].upper().rstrip("?"), *HELDOUT[1:]])
+    with pytest.raises(WorkbenchError, match="1 held-out prompts also occur"):
+        ab.main([*argv[:6], "--heldout", str(leaky), *argv[8:]])
     assert all(r["status"] == "trained" and r["training"]["steps_logged"] == 3 for r in saved["variants"])
 
     logs = {n: (work / n / "train_log.jsonl").read_text() for n in names}

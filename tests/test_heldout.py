@@ -171,6 +171,9 @@ def test_training_refuses_foreign_and_heldout_rows_and_records_its_prompts(tiny_
     assert run["provenance"]["self_supervised"] is False and run["train"]["allow_foreign_responses"]
     card = read_checkpoint(out).meta["card"]
     assert card["provenance"]["foreign_responses"] == {f"someone-else-7b (sha256 {'ab' * 6})": 4}
+    # the data mix is recorded in the run config and the card (these rows record no source)
+    assert run["mix"] == card["mix"] and run["mix"]["pairs"] == 4
+    assert run["mix"]["sources"]["unrecorded"]["pairs"] == 4
     # its own answers train; the checkpoint records exactly its prompts, and continued training adds
     first = train(
         _options(tiny_dirs, _responses(tmp_path / "o.jsonl", own), tmp_path / "o"), show_progress=False

@@ -59,3 +59,28 @@ def test_results_load_back_with_mteb(tiny_dirs: dict[str, Path], tmp_path: Path)
 
     again = mteb.get_model(gen_meta.name, gen_meta.revision)  # mteb loads the encoder itself
     assert again.mteb_model_meta.revision == gen_meta.revision and again.encoder == "gen"
+
+
+def test_offline_tasks_hold_no_training_prompt(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """GSM8K leaves out the checkpoint's training questions before the limit; TheoremQA refuses them."""
+    import json
+
+    pytest.importorskip("mteb")
+    import workbench
+    from workbench.core.errors import WorkbenchError
+    from workbench.core.fingerprint import PromptFingerprint
+    from workbench.eval.mteb_tasks import run_mteb
+
+    gen = workbench.load(str(tiny_dirs["llama"]), untrained=True)
+    lines = (DATA / "gsm8k" / "train.jsonl").read_text().splitlines()
+    gen.training_prompts = PromptFingerprint.from_texts([json.loads(x)["question"] for x in lines[:3]])
+    options = {"results_dir": tmp_path / "mteb", "encoders": "gen", "data_dir": DATA, "use_cache": False}
+    report = run_mteb(gen, limit=4, offline="gsm8k", **options)
+    (record,) = report.payload["overlap"].values()
+    assert record["overlap"] == 0 and record["left_out_training_prompts"] == 3
+    theorem = json.loads((DATA / "theoremqa" / "theoremqa_test.json").read_text())[0]["Question"]
+    gen.training_prompts = PromptFingerprint.from_texts([theorem])
+    with pytest.raises(WorkbenchError, match="1 of 2 theoremqa"):
+        run_mteb(gen, limit=2, offline="theoremqa-theorems", **options)
+    allowed = run_mteb(gen, limit=2, offline="theoremqa-theorems", allow_overlap=True, **options)
+    assert next(iter(allowed.payload["overlap"].values()))["overlap"] == 1

@@ -178,8 +178,23 @@ def test_smollm2_answers_nq_open(tmp_path) -> None:
         backbone, prompts, tmp_path / "r.jsonl", batch_size=2, max_new_tokens=12, show_progress=False
     )
     out = rows(tmp_path / "r.jsonl")
-    assert stats.answered == 2 and [r["prompt"] for r in out] == [p.text for p in prompts]
+    assert stats.answered == 2 and sorted(r["prompt"] for r in out) == sorted(p.text for p in prompts)
     assert all(r["response"].strip() and r["model"] == "smollm2-135m" and r["sha256"] for r in out)
+
+
+def test_batches_hold_prompts_of_similar_length_longest_first(tiny_dirs, tmp_path) -> None:
+    """A long prompt is not padded into a batch of short ones: batches follow token length."""
+    from workbench.core.generation import chat_ids
+
+    backbone = load_backbone(str(tiny_dirs["qwen2"]))
+    texts = ["short", "a much longer prompt " * 8, "mid length prompt here", "x y", "another long one " * 6]
+    (tmp_path / "p.txt").write_text("\n".join(texts))
+    out = tmp_path / "r.jsonl"
+    respond(backbone, load_prompts(str(tmp_path / "p.txt"), data=tmp_path), out, batch_size=2,
+            max_new_tokens=2, show_progress=False)  # fmt: skip
+    written = [r["prompt"] for r in rows(out)]
+    lengths = [len(ids) for ids in chat_ids(backbone.tokenizer, written)]
+    assert sorted(written) == sorted(texts) and lengths == sorted(lengths, reverse=True)
 
 
 def test_exclude_leaves_out_a_held_out_set(tiny_dirs, tmp_path, capsys) -> None:

@@ -15,6 +15,7 @@ import typer
 
 from ..core.errors import WorkbenchError, forget_outputs, from_os_error
 from .assets import backbones, fetch, info
+from .causal import ablate_command, attribute_command, patch_command, steer_command
 from .encode import answer, encode, generate
 from .eval import eval_app
 from .export import export, zoo_command
@@ -25,6 +26,7 @@ from .map import map_command
 from .quality import quality
 from .respond import respond
 from .train import train
+from .write_prompts import write_prompts
 
 app = typer.Typer(
     name="workbench",
@@ -42,9 +44,14 @@ app.add_typer(  # the old name, hidden: says on stderr that it is deprecated
     latent_lens_app, name="lens-index", hidden=True, callback=lens_index_deprecated, help=LENS_INDEX_HELP
 )
 app.add_typer(eval_app, name="eval")
+app.command(name="write-prompts")(write_prompts)
 app.command()(export)
 app.command(name="zoo")(zoo_command)
 app.command(name="figures")(figures_command)
+app.command(name="patch")(patch_command)
+app.command(name="attribute")(attribute_command)
+app.command(name="ablate")(ablate_command)
+app.command(name="steer")(steer_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -196,6 +196,7 @@ def mteb(
     ] = "theoremqa-theorems,gsm8k",
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
+    allow_overlap: AllowOverlapOpt = False,
 ) -> None:
     """MTEB through mteb.evaluate with the paper's per-task instructions; results in mteb's folder layout."""
     from ..eval.mteb_tasks import run_mteb
@@ -216,6 +217,7 @@ def mteb(
         offline=offline,
         cache_dir=cache_dir,
         use_cache=not no_cache,
+        allow_overlap=allow_overlap,
     )
     _write(report, out)
     for key, msg in report.payload["errors"].items():

@@ -2,7 +2,9 @@
 
 Reconstruction F1 of decoding from the embedding against the LLM's own greedy answer, the cosine
 between student and teacher embeddings of that answer, and query-to-own-answer retrieval, each
-against the untrained tokens and input-centric baselines. The held-out file is a `workbench
+against the untrained tokens and input-centric baselines; then whether the embedding says what the
+LLM says (:mod:`workbench.eval.behaviour`): refusal agreement, decoding F1 on the prompts the LLM
+answers against the best constant answer, and harmful/benign twins. The held-out file is a `workbench
 respond` output for prompts that were not used in training.
 """
 
@@ -29,17 +31,25 @@ def quality(
     allow_overlap: Annotated[
         bool, typer.Option(help="Run on held-out prompts the checkpoint trained on (the count is reported).")
     ] = False,
+    twins: Annotated[
+        Path | None, typer.Option(help="Harmful/benign twin pairs JSONL (default: the packaged set).")
+    ] = None,
+    use_twins: Annotated[
+        bool, typer.Option("--twins-check/--no-twins-check", help="Run the twins check.")
+    ] = True,
 ) -> None:
     """Measure a checkpoint on held-out prompts and print a markdown table."""
-    from ..train.quality import evaluate_checkpoint
+    from ..eval.behaviour import quality_report
 
     quiet_transformers()
     if out is not None:
         check_output(out, "--out")  # before the model loads; the write is atomic
-    report = evaluate_checkpoint(
+    report = quality_report(
         checkpoint,
         heldout,
         train_responses,
+        twins=twins,
+        use_twins=use_twins,
         limit=limit,
         max_new_tokens=max_new_tokens,
         progress=lambda m: typer.echo(f"... {m}", err=True),

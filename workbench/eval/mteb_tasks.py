@@ -35,7 +35,7 @@ from .encoders import (
     run_metadata,
     weights_hash,
 )
-from .reasoning import OFFLINE_TASKS, RetrievalTask, gsm8k_task, theoremqa_task
+from .reasoning import OFFLINE_TASKS, RetrievalTask, gsm8k_task, held_out_task, theoremqa_task
 from .results import BarChart, EvalReport, Table
 
 LITE_TASKS = (
@@ -398,6 +398,7 @@ def run_mteb(
     cache_dir: Path | None = None,
     use_cache: bool = True,
     release_date: str | None = None,
+    allow_overlap: bool = False,
 ) -> EvalReport:
     """``mteb.evaluate`` per encoder and task (main scores); mteb writes its own results to ``results_dir``.
 
@@ -409,6 +410,8 @@ def run_mteb(
     ``offline`` names workbench tasks run as custom mteb tasks (``limit`` applies to them);
     ``tasks``, ``benchmark`` and ``lite`` pick mteb's own tasks (their data comes from the hub).
     Tasks that fail are listed under the payload's ``errors``; ``gen`` is the model or a loader.
+    Offline tasks hold no query the checkpoint trained on: GSM8K leaves them out before ``limit``,
+    TheoremQA refuses them unless ``allow_overlap``; the payload's ``overlap`` records each.
     """
     import mteb
 
@@ -419,7 +422,18 @@ def run_mteb(
     if bad:
         raise WorkbenchError(f"unknown offline task(s) {', '.join(bad)}", f"use {', '.join(OFFLINE_TASKS)}")
     builders = {"theoremqa-theorems": theoremqa_task, "gsm8k": gsm8k_task}
-    task_objs = [offline_task(builders[t](root, limit)) for t in wanted_offline]
+    model = resolve_model(gen)
+    task_objs, overlap = [], {}
+    for name in wanted_offline:
+        task = builders[name](root, None)
+        if limit is not None and not task.notes.get("drop_training_prompts"):
+            task = task.subset(list(task.queries)[:limit])
+        task, record = held_out_task(model, task, limit, allow_overlap)
+        left_out = task.notes.get("left_out_training_prompts")
+        if left_out is not None:
+            record = record | {"left_out_training_prompts": left_out}
+        overlap[task.name] = record
+        task_objs.append(offline_task(task))
     names_given = None
     if tasks:
         names_given = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks)]
@@ -427,7 +441,6 @@ def run_mteb(
     if not task_objs:
         raise WorkbenchError("no task to run", "pass --tasks, --benchmark, --lite or --offline")
     names = parse_encoders(encoders)
-    model = resolve_model(gen)
     enc = open_encoders(model, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
     scores: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}
@@ -480,6 +493,7 @@ def run_mteb(
         "mteb_models": models,
         "metrics": scores,
         "errors": errors,
+        "overlap": overlap,
         "encode_seconds": enc.seconds,
     }
     payload["wall_time_s"] = time.perf_counter() - start

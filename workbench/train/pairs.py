@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,30 @@ class Pair:
     """That backbone's weights hash, if recorded."""
     role: str | None = None
     """``train`` or ``heldout`` (an evaluation reference, never a training pair), if recorded."""
+    source: str | None = None
+    """Where the prompt came from (``workbench respond`` records the set or file), if recorded."""
+
+
+def pairs_mix(pairs: Sequence[Pair]) -> dict[str, Any]:
+    """The data mix: per prompt source (file name), how many pairs and how many the LLM refused
+    (:func:`~workbench.core.refusals.is_refusal` on its response); and the totals."""
+    from ..core.refusals import is_refusal
+
+    by: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        name = Path(pair.source).name if pair.source else "unrecorded"
+        entry = by.setdefault(name, {"pairs": 0, "refusals": 0})
+        entry["pairs"] += 1
+        entry["refusals"] += is_refusal(pair.response)
+    for entry in by.values():
+        entry["refusal_rate"] = round(entry["refusals"] / entry["pairs"], 4)
+    refusals = sum(e["refusals"] for e in by.values())
+    return {
+        "sources": dict(sorted(by.items(), key=lambda kv: -kv[1]["pairs"])),
+        "pairs": len(pairs),
+        "refusals": refusals,
+        "refusal_rate": round(refusals / len(pairs), 4) if pairs else 0.0,
+    }
 
 
 def read_pairs(path: str | Path, limit: int | None = None) -> tuple[list[Pair], str]:
@@ -54,7 +79,7 @@ def read_pairs(path: str | Path, limit: int | None = None) -> tuple[list[Pair], 
                     "use a file written by `workbench respond`",
                 )
             if prompt.strip() and response.strip():
-                model, sha, role = (row.get(k) for k in ("model", "sha256", "role"))
+                model, sha, role, source = (row.get(k) for k in ("model", "sha256", "role", "source"))
                 pairs.append(
                     Pair(
                         prompt,
@@ -62,6 +87,7 @@ def read_pairs(path: str | Path, limit: int | None = None) -> tuple[list[Pair], 
                         model if isinstance(model, str) else None,
                         sha if isinstance(sha, str) else None,
                         role if isinstance(role, str) else None,
+                        source if isinstance(source, str) else None,
                     )
                 )
             if limit is not None and len(pairs) >= limit:

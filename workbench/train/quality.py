@@ -125,6 +125,18 @@ class QualityReport:
     examples: list[dict[str, str]] = field(default_factory=list)
     overlap: dict[str, Any] | None = None
     """How many held-out prompts the checkpoint trained on (``check_overlap``'s record)."""
+    decoded: list[str] = field(default_factory=list)
+    """Every held-out prompt's answer decoded from its embedding, in file order."""
+    decoded_untrained: list[str] = field(default_factory=list)
+    """The same from the untrained tokens."""
+    refusal: dict[str, Any] = field(default_factory=dict)
+    """Refusal agreement between decoded and LLM answers (:mod:`workbench.eval.behaviour`)."""
+    answered_f1: dict[str, Any] = field(default_factory=dict)
+    """Decoding F1 on the prompts the LLM answers, against the best constant chosen with hindsight."""
+    twins: dict[str, Any] = field(default_factory=dict)
+    """Harmful/benign twins: the harmful query's extra cosine to a refusal, per encoder."""
+    targets: dict[str, bool] = field(default_factory=dict)
+    """Which of the behaviour targets the checkpoint meets."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,7 +177,51 @@ class QualityReport:
                 "|---|---|",
             ]
             lines += [f"| from {k} | {v:.3f} |" for k, v in self.reconstruction_nll.items()]
-        return "\n".join(lines)
+        return "\n".join(lines + self._behaviour_lines())
+
+    def _behaviour_lines(self) -> list[str]:
+        lines: list[str] = []
+        r = self.refusal
+        if r:
+            lo, hi = r["agreement_ci"]
+            lines += [
+                "",
+                f"Refusal agreement (decoded answer is a refusal exactly when the LLM's is; {r['prompts']} "
+                f"prompts, {r['llm_refusals']} LLM refusals): **{r['agreement']:.3f}** [{lo:.3f}, {hi:.3f}]; "
+                f"decoded refusals {r['decoded_refusals']}, both {r['both']}, LLM only {r['llm_only']}, "
+                f"decoded only {r['decoded_only']}.",
+            ]
+        a = self.answered_f1
+        if a:
+            lines += [
+                "",
+                f"| decoding F1 on the {a['prompts']} prompts the LLM answers | F1 | 95% interval |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {k} | {v['f1']:.3f} | [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}] |" for k, v in a["by"].items()
+            ]
+            d = a["versus_constant"]
+            lines.append(
+                f"\nTrained minus the hindsight constant: {d['diff']:+.3f} "
+                f"[{d['diff_ci'][0]:+.3f}, {d['diff_ci'][1]:+.3f}] ({d['verdict']})."
+            )
+        t = self.twins
+        if t:
+            lines += [
+                "",
+                f"| {t['pairs']} harmful/benign twins: extra cosine of the harmful query to a refusal "
+                "| mean | 95% interval |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {k} | {v['mean']:+.4f} | [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}] |"
+                for k, v in t["by"].items()
+            ]
+        if self.targets:
+            lines += ["", "| target | met |", "|---|---|"]
+            lines += [f"| {k} | {'yes' if v else 'no'} |" for k, v in self.targets.items()]
+        return lines
 
 
 def evaluate(
@@ -199,14 +255,13 @@ def evaluate(
         "untrained tokens": mean_f1(decoded_untrained, answers),
         "generic answer (best constant training response)": mean_f1([generic] * len(answers), answers),
     }
+    report.decoded, report.decoded_untrained = list(decoded), list(decoded_untrained)
     report.examples = [
         {"prompt": p, "llm_answer": a, "decoded": d}
         for p, a, d in zip(prompts[:5], answers[:5], decoded[:5], strict=True)
     ]
     if len(prompts) > 1:
-        report.reconstruction_nll = reconstruction_nll(
-            trained, states, answers, max_tokens=report.nll_tokens
-        )
+        report.reconstruction_nll = reconstruction_nll(trained, states, answers, max_tokens=report.nll_tokens)
 
     say("alignment and retrieval")
     teacher = trained.load_teacher()
@@ -241,14 +296,16 @@ def evaluate_checkpoint(
     max_new_tokens: int = 48,
     progress: Callable[[str], None] | None = None,
     allow_overlap: bool = False,
+    gen: Any = None,
 ) -> QualityReport:
     """``workbench quality``: :func:`evaluate` a checkpoint folder on a held-out responses file.
 
     The first ``limit`` held-out pairs are encoded with the query instruction the run trained with
     (its card's); none of them may occur among ``train_responses``' prompts, nor among the prompts
     the checkpoint's fingerprint records (unless ``allow_overlap``; the report keeps the count).
+    ``gen`` is the checkpoint already loaded, if it is.
     """
-    gen = load(checkpoint)
+    gen = gen if gen is not None else load(checkpoint)
     card = read_checkpoint(checkpoint).meta.get("card", {})
     instruction = card.get("train", {}).get("query_instruction")
     heldout_pairs, _ = read_pairs(heldout, limit)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..core.backbone import load_backbone
 from ..core.errors import WorkbenchError
-from ..core.generation import chat_answer
+from ..core.generation import chat_answer, chat_ids
 from ..core.registry import DEFAULT_BACKBONE
 from .prompts import Prompt, held_out, load_prompts
 
@@ -88,7 +88,8 @@ def respond(
 ) -> RespondStats:
     """Answer every prompt not yet in ``out`` with the backbone's chat template and append the rows.
 
-    A prompt counts as done when its id or its exact text is in ``out``, so the same file named by
+    Prompts are answered in batches of similar token length, longest first (rows are appended in that
+    order). A prompt counts as done when its id or its exact text is in ``out``, so the same file named by
     another path (another id) is never answered twice. Each row records the backbone (name and
     sha256, which ``train`` checks) and its ``role``: ``train``, or ``heldout`` for evaluation
     references (``train`` refuses those).
@@ -130,6 +131,10 @@ def respond(
             fh.truncate(good)
     done_texts = {row["prompt"] for row in done.values()}
     todo = [p for p in prompts if p.id not in done and p.text not in done_texts]
+    # batches of similar token length (longest first, so a memory limit shows at once): a batch is
+    # left-padded to its longest prompt, and one long prompt among short ones multiplies its cost
+    lengths = [len(ids) for ids in chat_ids(backbone.tokenizer, [p.text for p in todo], system_prompt)]
+    todo = [todo[i] for i in sorted(range(len(todo)), key=lambda i: -lengths[i])]
     bar = tqdm(
         total=len(todo), desc="responding", unit="prompt", disable=not show_progress, dynamic_ncols=True
     )

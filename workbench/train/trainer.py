@@ -31,7 +31,7 @@ from ..store.atomic import undo_on_failure
 from ..store.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from ..store.loading import load
 from .config import TrainConfig
-from .pairs import check_provenance, global_batch, read_pairs
+from .pairs import check_provenance, global_batch, pairs_mix, read_pairs
 from .run_dir import (
     LOG_FILE,
     RUN_CONFIG,
@@ -75,6 +75,7 @@ class Trainer:
         self.show_progress = show_progress and self.accelerator.is_main_process
         self._init_meta: dict[str, Any] | None = None
         self._provenance: dict[str, Any] = {}
+        self._mix: dict[str, Any] = {}
 
     def _teacher_targets(self, gen: Any, responses: list[str], digest: str) -> torch.Tensor:
         """Teacher embeddings of every response, computed once (main process) and cached."""
@@ -99,6 +100,7 @@ class Trainer:
             "responses_sha256": digest,
             "init_from": self._init_meta,
             "provenance": self._provenance,
+            "mix": self._mix,
             "training_prompts": None if gen.training_prompts is None else gen.training_prompts.summary(),
             "world_size": self.world,
             "micro_batch": self.config.micro_batch(self.world),
@@ -166,6 +168,7 @@ class Trainer:
         self._provenance = check_provenance(
             pairs, gen.backbone, allow_foreign=cfg.allow_foreign_responses, force=cfg.force, data=cfg.data_dir
         )
+        self._mix = pairs_mix(pairs)
         earlier: PromptFingerprint | None = PromptFingerprint()
         if cfg.init_from:
             # on --resume the step checkpoint's weights then replace these
@@ -286,6 +289,7 @@ class Trainer:
                 train_seconds=round(elapsed, 1),
                 init_from=self._init_meta,
                 provenance=self._provenance,
+                mix=self._mix,
             )
         acc.wait_for_everyone()
         # Tear the process group down before exit: a gloo group left to the interpreter's exit can
