@@ -37,15 +37,16 @@ def _progress() -> Any:
     return lambda msg: err.print(f"[dim]... {msg}[/]")
 
 
-def _finish(result: Any, fig: Any, out: Path | None, html: Path | None, png: Path | None) -> list[Path]:
-    """Write the JSON and the figure where asked (each atomically)."""
+def _finish(result: Any, chart: str, out: Path | None, html: Path | None, png: Path | None) -> list[Path]:
+    """Write the JSON and the figure (``workbench.report.causal_plot.<chart>``) where asked, atomically."""
+    from ..report import causal_plot
     from ..report.lens_plot import write_heatmap
 
     written = []
     if out is not None:
         written.append(result.write_json(out))
     if html is not None or png is not None:
-        written += write_heatmap(fig, html, png)
+        written += write_heatmap(getattr(causal_plot, chart)(result), html, png)
     return written
 
 
@@ -131,12 +132,7 @@ def patch_command(
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
         )
-        fig = None
-        if html is not None or png is not None:
-            from ..report.causal_plot import patch_heatmap
-
-            fig = patch_heatmap(result)
-        written = _finish(result, fig, out, html, png)
+        written = _finish(result, "patch_heatmap", out, html, png)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
@@ -245,9 +241,7 @@ def attribute_command(
             atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
             written.append(path)
         if png is not None:
-            from ..report.causal_plot import attribution_figure
-
-            written += _finish(result, attribution_figure(result), None, None, png)
+            written += _finish(result, "attribution_figure", None, None, png)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
@@ -363,12 +357,7 @@ def ablate_command(
             allow_overlap=allow_overlap,
             progress=say,
         )
-        fig = None
-        if html is not None or png is not None:
-            from ..report.causal_plot import ablation_chart
-
-            fig = ablation_chart(report)
-        written = _finish(report, fig, out, html, png)
+        written = _finish(report, "ablation_chart", out, html, png)
     note_limit(limit, available, "held-out prompts")
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -450,12 +439,7 @@ def steer_command(
             batch_size=batch_size,
             allow_overlap=allow_overlap,
         )
-        fig = None
-        if html is not None or png is not None:
-            from ..report.causal_plot import steering_chart
-
-            fig = steering_chart(report)
-        written = _finish(report, fig, out, html, png)
+        written = _finish(report, "steering_chart", out, html, png)
     note_limit(limit, available, "twin pairs")
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
