@@ -17,8 +17,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 NOTEBOOK_BUDGET_S = 1200
 """A guard against a hung or runaway notebook, not a speed test (the notebooks now render their
 figures as PNGs through kaleido too; 02-05 take minutes on a loaded 2-core machine). It bounds each
-cell as well: ``execute.py``'s own 300 s per cell is the likely reason 02_lens failed on a machine busy
-with other runs (it passed alone, in 358 s)."""
+cell as well: ``execute.py``'s own 300 s per cell stopped 02_lens (``CellTimeoutError``) on a machine
+busy with other runs (it passed alone, in 358 s)."""
 _spec = importlib.util.spec_from_file_location("notebook_execute", ROOT / "notebooks" / "execute.py")
 execute_py = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(execute_py)
