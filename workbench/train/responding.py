@@ -70,6 +70,13 @@ def read_done(path: Path) -> tuple[dict[str, dict[str, Any]], int]:
     return rows, good
 
 
+def drop_partial_line(path: Path, good: int) -> None:
+    """Cut ``path`` back to the ``good`` bytes :func:`read_done` read whole (a killed run's last line)."""
+    if path.exists() and path.stat().st_size != good:
+        with open(path, "r+b") as fh:
+            fh.truncate(good)
+
+
 def respond(
     backbone: Any,
     prompts: Sequence[Prompt],
@@ -126,9 +133,7 @@ def respond(
                 f"{out} was made with other settings ({', '.join(changed)})",
                 "use the same options, another --out, or --overwrite",
             )
-    if out.exists() and out.stat().st_size != good:
-        with open(out, "r+b") as fh:
-            fh.truncate(good)
+    drop_partial_line(out, good)
     done_texts = {row["prompt"] for row in done.values()}
     todo = [p for p in prompts if p.id not in done and p.text not in done_texts]
     # batches of similar token length (longest first, so a memory limit shows at once): a batch is

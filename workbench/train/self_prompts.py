@@ -29,7 +29,7 @@ from ..core.fingerprint import normalise
 from ..core.generation import chat_answer
 from ..store.textio import read_utf8
 from .prompts import prompt_id
-from .responding import read_done
+from .responding import drop_partial_line, read_done
 
 SOURCE = "self-written"
 INSTRUCTION = (
@@ -102,9 +102,7 @@ def write_prompts(
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     done, good = read_done(out)
-    if out.exists() and out.stat().st_size != good:
-        with open(out, "r+b") as fh:
-            fh.truncate(good)
+    drop_partial_line(out, good)
     settings = {
         "source": SOURCE,
         "model": backbone.info.name,
