@@ -41,7 +41,7 @@ def test_guides_exist_and_are_indexed() -> None:
     assert names - {"README.md"} <= index, "every guide must be listed in docs/guides/README.md"
     for name in expected:
         lines = (ROOT / "docs" / "guides" / name).read_text(encoding="utf-8").count("\n")
-        assert 40 <= lines <= 120, f"{name} has {lines} lines (keep guides between 40 and 120)"
+        assert 40 <= lines <= 130, f"{name} has {lines} lines (keep guides between 40 and 130)"
 
 
 def shell_lines(path: Path) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import DEFAULT_BACKBONE, CheckpointOpt, ModelOpt, UntrainedOpt
+from .common import DEFAULT_BACKBONE, CheckpointOpt, DeviceOpt, DtypeOpt, ModelOpt, UntrainedOpt
 
 REFUSAL_DEFAULT = "I'm sorry, but I can't help with that request."
 """The default refusal text (:data:`workbench.causal.sites.REFUSAL_TEXT`, repeated so that ``--help``
@@ -68,6 +68,8 @@ def patch_command(
     model: ModelOpt = DEFAULT_BACKBONE,
     checkpoint: CheckpointOpt = None,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
     site: Annotated[
         str, typer.Option(help="resid (residual stream), attn or mlp (block outputs).")
     ] = "resid",
@@ -117,7 +119,7 @@ def patch_command(
                 f"unknown position group {name.strip()!r}", f"use one or more of {', '.join(GROUPS)}"
             )
     with outputs(files={"--out": out, "--html": html, "--png": png}):
-        gen = load_model(model, checkpoint, untrained)
+        gen = load_model(model, checkpoint, untrained, dtype, device)
         _progress()(f"patching the {site} at {'all layers' if layer_list is None else layers}")
         result = patch(
             gen,
@@ -172,6 +174,8 @@ def attribute_command(
     model: ModelOpt = DEFAULT_BACKBONE,
     checkpoint: CheckpointOpt = None,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
     direction: Annotated[
         str,
         typer.Option(
@@ -216,7 +220,7 @@ def attribute_command(
     if baseline not in BASELINES:
         raise WorkbenchError(f"unknown baseline {baseline!r}", f"use one of {', '.join(BASELINES)}")
     with outputs(files={"--out": out, "--html": html, "--png": png}):
-        gen = load_model(model, checkpoint, untrained)
+        gen = load_model(model, checkpoint, untrained, dtype, device)
         _progress()(f"integrated gradients, {steps} steps")
         result = attribute(
             gen,
@@ -271,6 +275,8 @@ def ablate_command(
     model: ModelOpt = DEFAULT_BACKBONE,
     checkpoint: CheckpointOpt = None,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
     mode: Annotated[str, typer.Option(help="zero, mean or resample.")] = "mean",
     targets: Annotated[
         str,
@@ -329,7 +335,7 @@ def ablate_command(
         everything = read_texts(prompts, field)
         texts, answers, available = everything[:limit], None, len(everything)
     with outputs(files={"--out": out, "--html": html, "--png": png}):
-        gen = load_model(model, checkpoint, untrained)
+        gen = load_model(model, checkpoint, untrained, dtype, device)
         parse_targets(targets, gen)  # before the LLM answers anything
         say = _progress()
         if answers is None:
@@ -389,6 +395,8 @@ def steer_command(
     model: ModelOpt = DEFAULT_BACKBONE,
     checkpoint: CheckpointOpt = None,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
     refusal_text: RefusalOpt = REFUSAL_DEFAULT,
     instruction: InstructionOpt = "",
     decode: Annotated[
@@ -422,7 +430,7 @@ def steer_command(
     pairs = pairs[:limit] if limit is not None else pairs
     split_twins(pairs, heldout)  # a bad split fails before the model loads
     with outputs(files={"--out": out, "--html": html, "--png": png}):
-        gen = load_model(model, checkpoint, untrained)
+        gen = load_model(model, checkpoint, untrained, dtype, device)
         _progress()(
             f"steering {heldout or len(pairs) // 2} held-out benign queries at {len(scale_list)} scales"
         )

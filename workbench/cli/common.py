@@ -19,10 +19,20 @@ ModelOpt = Annotated[
 CheckpointOpt = Annotated[Path | None, typer.Option(help="Checkpoint folder to put on the backbone.")]
 UntrainedOpt = Annotated[bool, typer.Option("--untrained", help="Ignore shipped checkpoints.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DtypeOpt = Annotated[
+    str,
+    typer.Option(
+        help="The LLM's dtype: float32, bfloat16, float16, or auto (bfloat16 where the CPU or GPU runs "
+        "it natively, else float32). Trained rows and heads stay float32."
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto (a GPU when torch sees one).")]
 
 __all__ = [
     "DEFAULT_BACKBONE",
     "CheckpointOpt",
+    "DeviceOpt",
+    "DtypeOpt",
     "JsonOpt",
     "ModelOpt",
     "UntrainedOpt",
@@ -48,12 +58,19 @@ def quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def load_model(model: str, checkpoint: Path | None, untrained: bool) -> Any:
-    """``workbench.load`` for a command, with a note on stderr when the tokens are untrained."""
+def load_model(
+    model: str, checkpoint: Path | None, untrained: bool, dtype: str = "float32", device: str = "auto"
+) -> Any:
+    """``workbench.load`` for a command, with notes on stderr: untrained tokens, a dtype chosen by auto."""
     from ..store.loading import load
 
     quiet_transformers()
-    gen = load(model, checkpoint=checkpoint, untrained=untrained)
+    gen = load(model, checkpoint=checkpoint, untrained=untrained, dtype=dtype, device=device)
+    if dtype == "auto" or gen.precision["device"] != "cpu":
+        console(stderr=True).print(
+            f"[dim]running in {gen.precision['dtype']} on {gen.precision['device']} "
+            f"({gen.precision['why']})[/]"
+        )
     if not gen.trained:
         console(stderr=True).print(
             f"[yellow]note:[/] {gen.backbone.info.name} runs with untrained special tokens "

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .common import (
     DEFAULT_BACKBONE,
     CheckpointOpt,
+    DeviceOpt,
+    DtypeOpt,
     ModelOpt,
     UntrainedOpt,
     console,
@@ -21,14 +23,33 @@ from .common import (
 
 
 def encode(
-    queries: Annotated[list[str], typer.Argument(help="Query texts to embed.")],
+    queries: Annotated[
+        list[str] | None,
+        typer.Argument(help="Query texts to embed (none with --corpus).", show_default=False),
+    ] = None,
     documents: Annotated[
         Path | None,
         typer.Option(
             "--documents", "-d", help="Documents: a .txt file (one per line) or .jsonl file (see --field)."
         ),
     ] = None,
-    field: Annotated[str, typer.Option(help="JSONL field holding the document text.")] = "text",
+    field: Annotated[str, typer.Option(help="JSONL field holding the document (or corpus) text.")] = "text",
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            help="Encode this corpus (.txt, one per line, or .jsonl, see --field) into the --out folder: "
+            "sharded, resumable, data parallel under `accelerate launch`. Uses --document-instruction."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "--out-dir",
+            help="With --corpus: the folder for the shards and index.json (a rerun finishes or skips it).",
+        ),
+    ] = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="With --corpus: texts per shard file.")] = 1024,
     model: ModelOpt = DEFAULT_BACKBONE,
     checkpoint: CheckpointOpt = None,
     instruction: Annotated[
@@ -44,21 +65,43 @@ def encode(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
 ) -> None:
-    """Embed queries (and documents) and print cosine similarities, best first."""
+    """Embed queries (and documents) and print cosine similarities, best first; or, with --corpus,
+    encode a corpus into a folder of shards."""
     from ..core.config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION
     from ..core.inputs import check_texts
     from ..core.search import search
     from ..store.textio import read_texts
 
-    check_texts(queries)
-    docs = read_texts(documents, field) if documents is not None else None
-
     def chosen(value: str, default: str) -> str | None:
         return None if value.lower() == "none" else value or default
 
+    if corpus is not None or out is not None:
+        _check_corpus_options(corpus, out, queries, documents, save, instruction)
+        assert corpus is not None and out is not None
+        load = lambda: load_model(model, checkpoint, untrained, dtype, device)  # noqa: E731
+        _encode_corpus(
+            load,
+            corpus,
+            out,
+            field,
+            chosen(document_instruction, DOCUMENT_INSTRUCTION),
+            shard_size,
+            batch_size,
+            as_json,
+        )
+        return
+    if not queries:
+        raise typer.BadParameter(
+            "give at least one query (or --corpus FILE --out DIR)", param_hint="'QUERIES...'"
+        )
+    check_texts(queries)
+    docs = read_texts(documents, field) if documents is not None else None
+
     with outputs(files={"--save file": save}):  # a bad --save fails before the model loads
-        gen = load_model(model, checkpoint, untrained)
+        gen = load_model(model, checkpoint, untrained, dtype, device)
         ranking = search(
             gen,
             queries,
@@ -91,6 +134,90 @@ def encode(
         out.print(table)
 
 
+def _check_corpus_options(
+    corpus: Path | None,
+    out: Path | None,
+    queries: list[str] | None,
+    documents: Path | None,
+    save: Path | None,
+    instruction: str,
+) -> None:
+    """--corpus and --out come together, and without the options of the query mode (usage errors)."""
+    if corpus is None:
+        raise typer.BadParameter(
+            "--out is the folder of --corpus; give --corpus FILE too", param_hint="--out"
+        )
+    if out is None:
+        raise typer.BadParameter("--corpus needs --out DIR, the folder for its shards", param_hint="--corpus")
+    clashes = [
+        name
+        for name, given in (
+            ("QUERIES", queries),
+            ("--documents", documents),
+            ("--save", save),
+            ("--instruction", instruction),
+        )
+        if given
+    ]
+    if clashes:
+        raise typer.BadParameter(
+            f"--corpus encodes one corpus into --out; drop {', '.join(clashes)} "
+            "(the corpus takes --document-instruction)",
+            param_hint="--corpus",
+        )
+
+
+def _encode_corpus(
+    load: Any,
+    corpus: Path,
+    out: Path,
+    field: str,
+    instruction: str | None,
+    shard_size: int,
+    batch_size: int,
+    as_json: bool,
+) -> None:
+    """``workbench encode --corpus FILE --out DIR``: :func:`~workbench.eval.corpus.encode_corpus`."""
+    from ..core.paths import check_output
+    from ..eval.corpus import encode_corpus
+    from ..store.textio import read_texts
+
+    read_texts(corpus, field)  # a bad corpus or --out fails before the model loads; the folder is
+    out = check_output(out, "--out", folder=True)  # never removed on failure: its shards are kept
+    gen = load()
+    index_path = encode_corpus(
+        gen,
+        corpus,
+        out,
+        instruction=instruction,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        show_progress=True,
+        field=field,
+    )
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    run = index.get("last_run", {})
+    summary = {
+        "index": str(index_path),
+        "rows": index["rows"],
+        "dim": index["dim"],
+        "shards": len(index["shards"]),
+        "computed": len(run.get("computed", [])),
+        "processes": run.get("processes", 1),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    console(soft_wrap=True).print(
+        f"{summary['rows']} texts x {summary['dim']} in {summary['shards']} shards "
+        f"({summary['computed']} computed now, {summary['processes']} process(es)); index: {index_path}"
+    )
+
+
 def generate(
     queries: Annotated[list[str], typer.Argument(help="Texts whose embedding is decoded.")],
     model: ModelOpt = DEFAULT_BACKBONE,
@@ -100,12 +227,14 @@ def generate(
     compare: Annotated[bool, typer.Option(help="Also print the LLM's own chat answer.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Decode what an embedding holds: the frozen LLM generates from the soft prompts."""
     from ..core.inputs import check_texts
 
     check_texts(queries)
-    gen = load_model(model, checkpoint, untrained)
+    gen = load_model(model, checkpoint, untrained, dtype, device)
     decoded = gen.generate(queries, instruction=instruction or None, max_new_tokens=max_new_tokens)
     answers = gen.answer(queries, max_new_tokens=max_new_tokens) if compare else [None] * len(queries)
     rows = [

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from ..core.paths import check_output
-from .common import DEFAULT_BACKBONE, CheckpointOpt, ModelOpt, UntrainedOpt, note_limit
+from .common import DEFAULT_BACKBONE, CheckpointOpt, DeviceOpt, DtypeOpt, ModelOpt, UntrainedOpt, note_limit
 
 eval_app = typer.Typer(
     help="Evaluation reports: LLM2Vec-Gen against input-centric baselines on the same data.",
@@ -42,11 +42,13 @@ AllowOverlapOpt = Annotated[
 ]
 
 
-def _loader(model: str, checkpoint: Path | None, untrained: bool) -> Callable[[], Any]:
+def _loader(
+    model: str, checkpoint: Path | None, untrained: bool, dtype: str, device: str
+) -> Callable[[], Any]:
     """Loads the model when the evaluation has read its data (bad data fails before a slow load)."""
     from .common import load_model
 
-    return lambda: load_model(model, checkpoint, untrained)
+    return lambda: load_model(model, checkpoint, untrained, dtype, device)
 
 
 def _check_similarity(similarity: str) -> None:
@@ -75,6 +77,8 @@ def safety(
     model: ModelOpt = DEFAULT_BACKBONE,
     checkpoint: CheckpointOpt = None,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
     out: OutOpt = Path("results"),
     limit: LimitOpt = None,
     log_samples: SamplesOpt = False,
@@ -103,7 +107,7 @@ def safety(
     _check_similarity(similarity)
     out = check_output(out, "--out", folder=True)  # before the data and the model
     report = run_safety(
-        _loader(model, checkpoint, untrained),
+        _loader(model, checkpoint, untrained, dtype, device),
         model_name=model,
         checkpoint=checkpoint,
         encoders=encoders,
@@ -129,6 +133,8 @@ def reasoning(
     model: ModelOpt = DEFAULT_BACKBONE,
     checkpoint: CheckpointOpt = None,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
     out: OutOpt = Path("results"),
     limit: LimitOpt = None,
     log_samples: SamplesOpt = False,
@@ -153,7 +159,7 @@ def reasoning(
     _check_similarity(similarity)
     out = check_output(out, "--out", folder=True)  # before the data and the model
     report = run_reasoning(
-        _loader(model, checkpoint, untrained),
+        _loader(model, checkpoint, untrained, dtype, device),
         model_name=model,
         checkpoint=checkpoint,
         encoders=encoders,
@@ -178,6 +184,8 @@ def mteb(
     model: ModelOpt = DEFAULT_BACKBONE,
     checkpoint: CheckpointOpt = None,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
     out: OutOpt = Path("results"),
     limit: LimitOpt = None,
     encoders: EncodersOpt = "gen,teacher,llm-mean,llm-last",
@@ -203,7 +211,7 @@ def mteb(
 
     out = check_output(out, "--out", folder=True)  # before the data and the model
     report = run_mteb(
-        _loader(model, checkpoint, untrained),
+        _loader(model, checkpoint, untrained, dtype, device),
         model_name=model,
         checkpoint=checkpoint,
         results_dir=out / "mteb",

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_BACKBONE, CheckpointOpt, ModelOpt, UntrainedOpt
+from .common import DEFAULT_BACKBONE, CheckpointOpt, DeviceOpt, DtypeOpt, ModelOpt, UntrainedOpt
 
 
 def lens(
@@ -29,6 +29,8 @@ def lens(
     model: ModelOpt = DEFAULT_BACKBONE,
     checkpoint: CheckpointOpt = None,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
     layers: Annotated[
         str, typer.Option(help="Layers to read: all, or e.g. '0,10,20:30,-1' (0 = embeddings).")
     ] = "all",
@@ -85,6 +87,8 @@ def lens(
         model=model,
         checkpoint=checkpoint,
         untrained=untrained,
+        dtype=dtype,
+        device=device,
         config=config,
         generate=generate,
         compare=compare,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_BACKBONE, CheckpointOpt, ModelOpt, UntrainedOpt
+from .common import DEFAULT_BACKBONE, CheckpointOpt, DeviceOpt, DtypeOpt, ModelOpt, UntrainedOpt
 
 
 def map_command(
@@ -57,6 +57,8 @@ def map_command(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute answers and embeddings.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     untrained: UntrainedOpt = False,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "auto",
     allow_overlap: Annotated[
         bool, typer.Option(help="Run on queries the checkpoint trained on (the overlap is printed).")
     ] = False,
@@ -73,7 +75,7 @@ def map_command(
     check_output(out.with_name(f"{out.name}.json"), "--out")  # STEM's folder, before any work
     progress = console(stderr=True)
     result = run_map(
-        lambda: load_model(model, checkpoint, untrained),
+        lambda: load_model(model, checkpoint, untrained, dtype, device),
         queries=queries,
         data_dir=data_dir,
         n_harmful=n_harmful,

@@ -27,6 +27,59 @@ def check_dtype(name: str) -> str:
     return name
 
 
+DTYPE_CHOICES = ("auto", *DTYPES)
+"""What ``load(dtype=...)`` and ``--dtype`` accept: ``auto`` picks bfloat16 where it is native."""
+
+
+def native_bf16(device: str = "cpu") -> str | None:
+    """Why ``device`` runs bfloat16 matrix products in hardware, or None when it does not.
+
+    On a CPU without AVX-512 BF16 or AMX, torch emulates bfloat16: a 1024x1024 matrix product took
+    130x the float32 time on an AVX2 EPYC here, against about a third of it on an AVX-512 BF16 CPU.
+    """
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda":
+        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        return f"{torch.cuda.get_device_name(torch.device(device))} supports bfloat16" if ok else None
+    if kind != "cpu":
+        return None
+    checks = {"AMX": "_is_amx_tile_supported", "AVX-512 BF16": "_is_avx512_bf16_supported"}
+    for label, name in checks.items():
+        probe = getattr(torch.cpu, name, None)
+        if probe is not None and probe():
+            return f"the CPU has {label}"
+    return None
+
+
+def resolve_dtype(name: str, device: str = "cpu") -> tuple[str, str]:
+    """The dtype to run in, and why: ``auto`` is bfloat16 where :func:`native_bf16` says so, else float32."""
+    if name not in DTYPE_CHOICES:
+        raise WorkbenchError(f"unknown dtype {name!r}", f"use one of {', '.join(DTYPE_CHOICES)}")
+    if name != "auto":
+        return name, "asked for"
+    why = native_bf16(device)
+    if why is not None:
+        return "bfloat16", f"auto: {why}"
+    return "float32", f"auto: no native bfloat16 on {device} (emulated bfloat16 is many times slower)"
+
+
+def resolve_device(name: str | None) -> str:
+    """``auto`` (or None): ``cuda`` when torch sees a GPU, else ``cpu``; other names are checked."""
+    import torch
+
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise WorkbenchError(f"unknown device {name!r}", "use auto, cpu, cuda or cuda:N") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WorkbenchError(f"device {name!r} asked for, but torch sees no GPU", "use --device cpu")
+    return str(device)
+
+
 def torch_dtype(name: str) -> torch.dtype:
     """The ``torch.dtype`` called ``name`` (checked against :data:`DTYPES`)."""
     import torch

@@ -45,13 +45,17 @@ def reconstruction_loss_sum(
     model = traced.backbone.model
     device = soft.device
     ids, mask = target.ids.to(device), target.mask.to(device)
-    tokens = model.get_input_embeddings()(ids).to(soft.dtype)
+    tokens = model.get_input_embeddings()(ids)
+    if not torch.is_autocast_enabled(device.type):
+        soft = soft.to(tokens.dtype)  # float32 heads, a reduced-precision LLM: its dtype throughout
+    tokens = tokens.to(soft.dtype)  # under autocast the stream stays float32 (matrix products bf16)
     embeds = torch.cat([soft, tokens], dim=1)
-    c = soft.shape[1]
     attention = torch.cat([torch.ones(soft.shape[:2], dtype=mask.dtype, device=device), mask], dim=1)
-    logits = traced.decoder_logits(embeds, attention)
-    # the state at position c - 1 + j predicts response token j
-    predictions = logits[:, c - 1 : c - 1 + ids.shape[1]].float()
+    # with C soft prompts, the state at position C - 1 + j predicts response token j: the head runs
+    # on the last R + 1 positions only (the first C - 1 soft-prompt positions predict nothing)
+    r = ids.shape[1]
+    logits = traced.decoder_logits(embeds, attention, keep_last=r + 1)
+    predictions = logits[:, -(r + 1) : -1].float()
     loss = F.cross_entropy(predictions.reshape(-1, predictions.shape[-1]), ids.reshape(-1), reduction="none")
     return (loss * mask.reshape(-1)).sum()
 

@@ -18,7 +18,7 @@ from .errors import WorkbenchError
 from .extensions import extension
 from .fingerprint import PromptFingerprint
 from .generation import chat_answer, generate_from_embeds
-from .inputs import EncoderBatch, add_special_tokens, build_encoder_batch, check_texts
+from .inputs import EncoderBatch, add_special_tokens, build_encoder_batch, check_texts, token_lengths
 from .teacher import Teacher, load_teacher
 from .tracing import TracedBackbone
 
@@ -36,10 +36,13 @@ class LLM2VecGen(nn.Module):
         hidden = backbone.info.hidden_size
         self.__dict__["traced"] = TracedBackbone(backbone)  # not a submodule: never trained or saved
         self.special_ids = add_special_tokens(backbone.tokenizer, config.token_strings())
-        dtype = config.torch_dtype
-        self.special = nn.Parameter(torch.empty(config.num_special, hidden, dtype=dtype))
-        self.reconstruction = nn.Linear(hidden, hidden, dtype=dtype)
-        self.alignment = nn.Linear(hidden, config.teacher_dim, dtype=dtype)
+        # float32 whatever the backbone runs in: they are tiny, and rounding them to bfloat16 moves
+        # every embedding (the backbone's dtype is config.dtype)
+        self.special = nn.Parameter(torch.empty(config.num_special, hidden, dtype=torch.float32))
+        self.reconstruction = nn.Linear(hidden, hidden, dtype=torch.float32)
+        self.alignment = nn.Linear(hidden, config.teacher_dim, dtype=torch.float32)
+        self.precision: dict[str, str] = {"dtype": config.dtype, "why": "asked for"}
+        """The backbone's dtype and why it was chosen (``load(dtype="auto")`` records its reason)."""
         self.trained = False
         self.training_prompts: PromptFingerprint | None = PromptFingerprint()
         """The prompts its weights were trained on (empty when untrained; None when unknown)."""
@@ -85,13 +88,12 @@ class LLM2VecGen(nn.Module):
             self.alignment.bias.zero_()
 
     def load_weights(self, tensors: dict[str, torch.Tensor], trained: bool | None = None) -> None:
-        """Put saved special rows and heads into the model, in its dtype (other keys are ignored).
+        """Put saved special rows and heads into the model, as float32 (other keys are ignored).
 
         The one way tensors from a checkpoint (workbench or official) reach a model.
         """
         names = {name for name, _ in self.named_parameters()}
-        dtype = self.config.torch_dtype
-        self.load_state_dict({k: v.to(dtype) for k, v in tensors.items() if k in names})
+        self.load_state_dict({k: v.to(self.special.dtype) for k, v in tensors.items() if k in names})
         if trained is not None:
             self.trained = trained
 
@@ -125,10 +127,11 @@ class LLM2VecGen(nn.Module):
     def _batches(
         self, texts: list[str], batch_size: int, desc: str, show_progress: bool | None
     ) -> Iterator[tuple[list[int], EncoderBatch]]:
-        """Length-sorted batches (less padding), with their original indices."""
+        """Batches sorted by token count (less padding), with their original indices."""
         if batch_size < 1:
             raise WorkbenchError(f"batch_size must be at least 1, got {batch_size}", "use 1 or more")
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        lengths = token_lengths(self.tokenizer, texts, self.config.max_length - self.config.num_special)
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         starts = range(0, len(order), batch_size)
         show = len(starts) > 1 if show_progress is None else show_progress
         for start in tqdm(starts, desc=desc, disable=not show, leave=False):

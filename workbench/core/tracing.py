@@ -99,13 +99,21 @@ class TracedBackbone:
         weights = mask.to(states.dtype).unsqueeze(-1)
         return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
 
-    def decoder_logits(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Output-head logits for a right-padded sequence of input embeddings (soft prompt first)."""
+    def decoder_logits(
+        self, embeds: torch.Tensor, attention_mask: torch.Tensor, keep_last: int | None = None
+    ) -> torch.Tensor:
+        """Output-head logits for a right-padded sequence of input embeddings (soft prompt first).
+
+        ``keep_last``: only the last positions go through the output head (``logits_to_keep``), where
+        the model supports it; the head is a large share of a step for a 150k-token vocabulary.
+        """
+        keep = {"logits_to_keep": keep_last} if keep_last and self._head_kwargs else {}
         with self.nn.trace(
             inputs_embeds=embeds,
             attention_mask=attention_mask,
             position_ids=position_ids(attention_mask),
             use_cache=False,
+            **keep,
         ):
             logits = self.envoy(self.backbone.arch.lm_head).output.save()
         return logits

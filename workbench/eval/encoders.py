@@ -217,6 +217,7 @@ def run_metadata(
         "gen_config": gen.config.to_dict(),
         "teacher": teacher,
         "dtype": gen.config.dtype,
+        "precision": dict(gen.precision),
         "batch_size": enc.batch_size,
         "max_length": gen.config.max_length,
         "versions": package_versions(),

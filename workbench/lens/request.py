@@ -22,8 +22,9 @@ from .logit import BACKENDS, LensConfig, LensReading, add_answers, check_top_k, 
 if TYPE_CHECKING:
     from ..core.model import LLM2VecGen
 
-Loader = Callable[[str, "Path | None", bool], "LLM2VecGen"]
-"""Loads ``(model, checkpoint, untrained)``; :func:`workbench.load` unless the caller has its own."""
+Loader = Callable[..., "LLM2VecGen"]
+"""Loads ``(model, checkpoint, untrained, dtype=, device=)``; :func:`workbench.load` unless the caller
+has its own."""
 
 
 @dataclass
@@ -37,6 +38,9 @@ class LensRequest:
     model: str = DEFAULT_BACKBONE
     checkpoint: Path | None = None
     untrained: bool = False
+    dtype: str = "float32"
+    """The LLM's dtype (``auto``: bfloat16 where native); see :func:`workbench.load`."""
+    device: str = "auto"
     config: LensConfig = dataclasses.field(default_factory=LensConfig)
     generate: bool | None = None
     """Decode each embedding by generation; None: on, except with ``remote``."""
@@ -99,7 +103,9 @@ def read_lens(request: LensRequest, load: Loader | None = None) -> list[LensRead
     if request.remote:
         check_remote_request(request)
         return remote_logit_lens(str(request.checkpoint or request.model), texts, config)
-    gen = (load or _load)(request.model, request.checkpoint, request.untrained)
+    gen = (load or _load)(
+        request.model, request.checkpoint, request.untrained, dtype=request.dtype, device=request.device
+    )
     latent_index = None
     if request.latent:
         from .latentlens_format import open_latent_index
@@ -123,7 +129,9 @@ def read_lens(request: LensRequest, load: Loader | None = None) -> list[LensRead
     return readings
 
 
-def _load(model: str, checkpoint: Path | None, untrained: bool) -> LLM2VecGen:
+def _load(
+    model: str, checkpoint: Path | None, untrained: bool, dtype: str = "float32", device: str = "auto"
+) -> LLM2VecGen:
     from ..store.loading import load
 
-    return load(model, checkpoint=checkpoint, untrained=untrained)
+    return load(model, checkpoint=checkpoint, untrained=untrained, dtype=dtype, device=device)

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from ..core.backbone import load_backbone
-from ..core.config import GenConfig, check_dtype, torch_dtype
+from ..core.config import GenConfig, resolve_device, resolve_dtype, torch_dtype
 from ..core.errors import WorkbenchError
 from ..core.fingerprint import PromptFingerprint
 from ..core.model import LLM2VecGen
@@ -51,6 +51,7 @@ def load(
     num_compress: int | None = None,
     max_length: int | None = None,
     dtype: str = GenConfig.dtype,
+    device: str = "cpu",
     revision: str | None = None,
     trust_remote_code: bool = False,
     untrained: bool = False,
@@ -66,8 +67,49 @@ def load(
     (each left at None takes its :class:`~workbench.core.config.GenConfig` default).
     An official ``llm2vec-gen`` checkpoint (folder, ``workbench zoo`` name or hub id) is opened on its
     base model, or on ``backbone``: see :mod:`workbench.store.official`.
+
+    ``dtype`` is the frozen LLM's (``float32``, ``bfloat16``, ``float16``, or ``auto``: bfloat16 where
+    the device runs it natively, else float32); the trained rows and heads stay float32. ``device``:
+    ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. The choice and its reason are in ``gen.precision``.
     """
-    check_dtype(dtype)
+    device = resolve_device(device)
+    asked = dtype
+    dtype, why = resolve_dtype(dtype, device)
+    gen = _load(
+        model,
+        checkpoint,
+        backbone,
+        teacher,
+        num_thought,
+        num_compress,
+        max_length,
+        dtype,
+        revision,
+        trust_remote_code,
+        untrained,
+        seed,
+    )
+    gen.precision = {"dtype": dtype, "asked": asked, "why": why, "device": device}
+    if device != "cpu":
+        gen.backbone.model.to(device)
+        gen.to(device)
+    return gen
+
+
+def _load(
+    model: str | Path,
+    checkpoint: str | Path | None,
+    backbone: str | None,
+    teacher: str | None,
+    num_thought: int | None,
+    num_compress: int | None,
+    max_length: int | None,
+    dtype: str,
+    revision: str | None,
+    trust_remote_code: bool,
+    untrained: bool,
+    seed: int,
+) -> LLM2VecGen:
     model = str(model)
     official = resolve_official(model, revision)  # official llm2vec-gen layout: folder, zoo name, hub id
     if official is not None:

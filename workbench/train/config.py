@@ -56,10 +56,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 1
     dtype: str = GenConfig.dtype
-    """Backbone and trainable weights' dtype."""
+    """The frozen backbone's dtype (the trainable rows and heads are always float32)."""
     mixed_precision: str = "no"
     """``bf16``: run the frozen LLM's matrix products in bfloat16 under autocast, trainable weights and
-    optimiser state kept in ``dtype`` (about 2x faster on CPUs with AVX-512 BF16, and on recent GPUs)."""
+    optimiser state kept in float32 (about 2x faster on CPUs with AVX-512 BF16, and on recent GPUs)."""
     limit: int | None = None
     """Use only the first N pairs of the responses file."""
     init_from: str | None = None

@@ -183,7 +183,7 @@ class Trainer:
         bf16 = cfg.mixed_precision == "bf16"
         if bf16:
             # The frozen LLM's weights in half precision, so autocast has nothing to cast each step;
-            # the trainable rows and heads, their gradients and the optimiser state stay in cfg.dtype.
+            # the trainable rows and heads, their gradients and the optimiser state stay float32.
             gen.backbone.model.to(torch.bfloat16)
         # autocast here rather than through Accelerator(mixed_precision=...): accelerate's state is
         # one per process, so a notebook could not train a second run with another setting
