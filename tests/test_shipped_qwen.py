@@ -30,13 +30,14 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def setup():
     gen = workbench.load(NAME)
-    trained_on = {p.text for p in load_prompts("gsm8k", data=DATA, limit=480, shuffle_seed=0)}
     card_heldout = {p.text for p in load_prompts("gsm8k", data=DATA, limit=60, shuffle_seed=3)}
-    # GSM8K questions neither trained on nor in the card's held-out set, and NQ EfficientQA
-    # questions past the card's first 60 (NQ-open's training questions are another file)
+    # GSM8K questions neither trained on (the checkpoint's own fingerprint says) nor in the card's
+    # held-out set, and NQ EfficientQA questions past the card's first 60 (NQ-open's training
+    # questions are another file)
     pool = [p.text for p in load_prompts("gsm8k", data=DATA, limit=200, shuffle_seed=5)]
-    questions = [q for q in pool if q not in trained_on and q not in card_heldout][:12]
+    questions = [q for q in pool if q not in gen.training_prompts and q not in card_heldout][:12]
     questions += [json.loads(line)["question"] for line in NQ_TEST.read_text().splitlines()[1000:1012]]
+    assert len(questions) == 24 and not gen.training_prompts.overlap(questions)
     answers = gen.answer(questions, max_new_tokens=32, batch_size=12)
     return gen, untrained_twin(gen), [Pair(q, a) for q, a in zip(questions, answers, strict=True)]
 
