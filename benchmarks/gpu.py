@@ -47,13 +47,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from workbench.core.registry import BACKBONES as REGISTRY
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_OUT = HERE / "results" / "gpu.json"
 DEFAULT_ASSETS = ROOT / ".gpu" / "assets"
 DEFAULT_TEXTS = ROOT / ".gpu" / "texts.json"
 DEFAULT_OFFICIAL_SITE = Path("/tmp/offsite")
-BACKBONES = ("smollm2-135m", "qwen2.5-coder-0.5b")
+BACKBONES = tuple(REGISTRY)  # the two registry backbones, in registry order
 ASSET_FILES = (
     "config.json",
     "tokenizer.json",
