@@ -330,7 +330,7 @@ def test_read_lens_is_the_command_as_one_library_call(tiny_dirs, tmp_path) -> No
         queries=texts[:1], file=file, model="tiny", config=config, latent=True, index=index_dir, compare=True
     )
     readings = read_lens(request, load)
-    assert loaded == [("tiny", None, False, {"dtype": "float32", "device": "auto"})]
+    assert loaded == [("tiny", None, False, {})]  # default dtype and device: a 3-argument loader works
     assert [r.query for r in readings] == texts
     assert [r.ids for r in readings] == [r.ids for r in logit_lens(gen, texts, config)]
     assert [r.decoded for r in readings] == gen.generate(texts, max_new_tokens=48)

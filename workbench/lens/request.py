@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from ..core.model import LLM2VecGen
 
 Loader = Callable[..., "LLM2VecGen"]
-"""Loads ``(model, checkpoint, untrained, dtype=, device=)``; :func:`workbench.load` unless the caller
-has its own."""
+"""Loads ``(model, checkpoint, untrained)``, plus ``dtype=`` and ``device=`` when the request sets them;
+:func:`workbench.load` unless the caller has its own."""
 
 
 @dataclass
@@ -103,9 +103,10 @@ def read_lens(request: LensRequest, load: Loader | None = None) -> list[LensRead
     if request.remote:
         check_remote_request(request)
         return remote_logit_lens(str(request.checkpoint or request.model), texts, config)
-    gen = (load or _load)(
-        request.model, request.checkpoint, request.untrained, dtype=request.dtype, device=request.device
-    )
+    # dtype and device go to the loader only when asked for: a (model, checkpoint, untrained) loader works
+    chosen = {"dtype": request.dtype, "device": request.device}
+    options = {k: v for k, v in chosen.items() if v != getattr(LensRequest, k)}
+    gen = (load or _load)(request.model, request.checkpoint, request.untrained, **options)
     latent_index = None
     if request.latent:
         from .latentlens_format import open_latent_index
