@@ -34,8 +34,8 @@ DTYPE_CHOICES = ("auto", *DTYPES)
 def native_bf16(device: str = "cpu") -> str | None:
     """Why ``device`` runs bfloat16 matrix products in hardware, or None when it does not.
 
-    On a CPU without AVX-512 BF16 or AMX, torch emulates bfloat16: a 1024x1024 matrix product took
-    130x the float32 time on an AVX2 EPYC here, against about a third of it on an AVX-512 BF16 CPU.
+    On a CPU without AVX-512 BF16 or AMX, torch emulates bfloat16, many times slower than float32
+    (``benchmarks/precision.py`` measures it; ``benchmarks/results/precision.json`` holds a run).
     """
     import torch
 

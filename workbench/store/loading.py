@@ -77,17 +77,17 @@ def load(
     dtype, why = resolve_dtype(dtype, device)
     gen = _load(
         model,
-        checkpoint,
-        backbone,
-        teacher,
-        num_thought,
-        num_compress,
-        max_length,
-        dtype,
-        revision,
-        trust_remote_code,
-        untrained,
-        seed,
+        checkpoint=checkpoint,
+        backbone=backbone,
+        teacher=teacher,
+        num_thought=num_thought,
+        num_compress=num_compress,
+        max_length=max_length,
+        dtype=dtype,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
+        untrained=untrained,
+        seed=seed,
     )
     gen.precision = {"dtype": dtype, "asked": asked, "why": why, "device": device}
     if device != "cpu":
@@ -98,6 +98,7 @@ def load(
 
 def _load(
     model: str | Path,
+    *,
     checkpoint: str | Path | None,
     backbone: str | None,
     teacher: str | None,
