@@ -250,3 +250,69 @@ def test_respond_to_source_loads_leaves_out_and_answers(tiny_dirs, tmp_path) -> 
     assert (stats.answered, stats.total) == (2, 2)
     assert sorted(r["prompt"] for r in rows(tmp_path / "out.jsonl")) == ["beta", "gamma"]
     assert notes == [f"left out 1 prompts found in {tmp_path / 'held.jsonl'}"]
+
+
+def test_part_files_of_a_killed_launch_are_merged_once(tiny_dirs, tmp_path) -> None:
+    """What a multi-process launch left in `OUT.part-K` (a cut line too) counts as done and is moved
+    into OUT by the next run, each id once, whatever the number of processes then."""
+    backbone = load_backbone(str(tiny_dirs["qwen2"]))
+    (tmp_path / "p.txt").write_text("\n".join(f"prompt number {i}" for i in range(8)))
+    prompts = load_prompts(str(tmp_path / "p.txt"), data=tmp_path)
+    whole, out = tmp_path / "whole.jsonl", tmp_path / "out.jsonl"
+    respond(backbone, prompts, whole, batch_size=1, max_new_tokens=5, show_progress=False)
+    lines = whole.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:2]))
+    (tmp_path / "out.jsonl.part-0").write_text("".join(lines[1:4]))  # row 1 is in OUT already
+    (tmp_path / "out.jsonl.part-1").write_text("".join(lines[4:6]) + lines[6][:15])  # killed mid-row
+    stats = respond(backbone, prompts, out, batch_size=1, max_new_tokens=5, show_progress=False)
+    assert (stats.done_before, stats.answered) == (6, 2)
+    assert not list(tmp_path.glob("out.jsonl.part-*"))
+    got = rows(out)
+    assert len(got) == 8 and len({r["id"] for r in got}) == 8
+    assert sorted(got, key=lambda r: r["id"]) == sorted(rows(whole), key=lambda r: r["id"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_answer_as_one(tiny_dirs, tmp_path) -> None:
+    """`accelerate launch --num_processes 2 -m workbench respond` splits the prompts between the
+    processes and merges their rows: the same rows as one process, none twice, no part file left."""
+    import os
+    import shutil
+
+    if shutil.which("accelerate", path=str(BIN)) is None:
+        pytest.skip("accelerate's launcher is not installed")
+    (tmp_path / "p.txt").write_text("\n".join(f"question {i}: why is the sky blue?" for i in range(12)))
+    args = ["respond", "--model", str(tiny_dirs["llama"]), "--prompts", str(tmp_path / "p.txt"),
+            "--data-dir", str(tmp_path), "--batch-size", "1", "--max-new-tokens", "6", "--quiet"]  # fmt: skip
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    assert main([*args, "--out", str(one)]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env["CUDA_VISIBLE_DEVICES"] = ""  # two CPU processes over gloo, also on a machine with a GPU
+
+    def launch() -> subprocess.CompletedProcess:
+        two.unlink(missing_ok=True)
+        command = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--main_process_port", str(_free_port()), "-m", "workbench", *args,
+                   "--out", str(two)]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+    proc = launch()
+    if proc.returncode != 0 and any(m in proc.stderr.lower() for m in ("gloo", "sigabrt")):
+        proc = launch()  # one retry: gloo on loopback can fail to connect or abort on a busy machine
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("12 answered now, 0 already there, 12 prompts") == 1, proc.stdout
+    assert not list(tmp_path.glob("two.jsonl.part-*"))
+    a, b = rows(one), rows(two)
+    assert len(b) == 12 and len({r["id"] for r in b}) == 12
+    assert {r["id"]: r["response"] for r in a} == {r["id"]: r["response"] for r in b}
+    # a second run finds nothing to do
+    assert main([*args, "--out", str(two)]) == 0
+    assert len(rows(two)) == 12

@@ -6,7 +6,8 @@ Sources: ``nq-open``, ``gsm8k``, ``self-instruct`` (read from ``--data-dir``, de
 TheoremQA, NQ-open EfficientQA-test) are refused unless ``--heldout`` (answered as held-out
 references, rows marked so that ``train`` refuses them) or ``--force``. Greedy by default;
 ``--sample`` with ``--temperature``/``--top-p``/``--seed``. Interrupt it at any time: the next run
-continues where it stopped.
+continues where it stopped. Runs unchanged under ``accelerate launch --num_processes N``: each
+process answers its share of the prompts into ``OUT.part-K``, merged into ``OUT`` at the end.
 """
 
 from __future__ import annotations
@@ -49,12 +50,17 @@ def respond(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Let the frozen LLM answer prompts (its own responses are the training targets)."""
-    from ..train.responding import respond_to_source
+    from ..train.responding import part_files, respond_to_source
 
     quiet_transformers()
     out = check_output(out, "--out")  # before the model loads
-    # the cache is kept once it holds answers (the next run continues it), else removed on failure
-    kept = undo_on_failure(out.parent, prefix=out.name, keep=lambda: out.is_file() and out.stat().st_size > 0)
+    # the cache (and the part files of a launch with several processes) is kept once it holds answers
+    # (the next run continues it), else removed on failure
+    kept = undo_on_failure(
+        out.parent,
+        prefix=out.name,
+        keep=lambda: any(p.is_file() and p.stat().st_size > 0 for p in [out, *part_files(out)]),
+    )
     with kept:
         stats = respond_to_source(
             prompts,
@@ -78,6 +84,10 @@ def respond(
             overwrite=overwrite,
             show_progress=not quiet,
         )
+    from ..core.processes import process_state
+
+    if not process_state().is_main_process:  # one summary per launch
+        return
     if not exclude:  # (--exclude drops prompts after --limit)
         note_limit(limit, stats.total, "prompts")
     typer.echo(

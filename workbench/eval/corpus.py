@@ -33,6 +33,7 @@ from ..core.errors import WorkbenchError
 from ..core.hashing import sha256_file
 from ..core.inputs import check_texts
 from ..core.model import LLM2VecGen
+from ..core.processes import gather_lists, process_device, process_state
 from ..store.atomic import atomic_write
 from ..store.textio import read_texts
 from .encoders import model_identity, package_versions
@@ -92,8 +93,6 @@ def encode_corpus(
     Call it in every process of an ``accelerate launch``; each computes its own shards. Progress
     (``show_progress``; None: when there is more than one shard) shows on the main process only.
     """
-    from accelerate import PartialState
-
     if shard_size < 1:
         raise WorkbenchError(f"shard_size must be at least 1, got {shard_size}", "use 1 or more")
     source = None
@@ -103,7 +102,7 @@ def encode_corpus(
     else:
         texts = check_texts(list(texts_or_file))
     out = Path(out_dir).expanduser()
-    state = PartialState(cpu=_cpu_only())
+    state = process_state()
     _place_on_process_device(gen, state)
 
     identity = corpus_identity(gen, instruction)
@@ -225,25 +224,15 @@ def read_corpus_embeddings(out_dir: str | Path) -> torch.Tensor:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _cpu_only() -> bool:
-    """Processes meet over gloo on the CPU when there is no accelerator, or ``accelerate launch --cpu``
-    asked for it (as the trainer decides: one shared accelerate state per process)."""
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
-        return True
-    return not (torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()))
-
-
 def _place_on_process_device(gen: LLM2VecGen, state: Any) -> None:
     """Under a multi-GPU launch, move a model loaded on the first GPU to this process's own GPU."""
-    device = gen.special.device
-    if state.num_processes < 2 or device.type != "cuda" or state.device.type != "cuda":
+    device = process_device(gen, state)
+    if device is None:
         return
-    if device == state.device:
-        return
-    gen.backbone.model.to(state.device)
-    gen.to(state.device)
+    gen.backbone.model.to(device)
+    gen.to(device)
     if isinstance(getattr(gen, "precision", None), dict):
-        gen.precision["device"] = str(state.device)
+        gen.precision["device"] = str(device)
 
 
 def _read_index(out: Path) -> dict[str, Any] | None:
@@ -368,8 +357,4 @@ def _write_index(out: Path, index: dict[str, Any]) -> None:
 
 def _gather(items: list[int], state: Any) -> list[int]:
     """Every process's list, joined (one process: its own)."""
-    if state.num_processes < 2:
-        return list(items)
-    from accelerate.utils import gather_object
-
-    return [int(i) for i in gather_object(list(items))]
+    return [int(i) for i in gather_lists(items, state)]
