@@ -18,6 +18,14 @@ ModelOpt = Annotated[
 ]
 CheckpointOpt = Annotated[Path | None, typer.Option(help="Checkpoint folder to put on the backbone.")]
 UntrainedOpt = Annotated[bool, typer.Option("--untrained", help="Ignore shipped checkpoints.")]
+CorpusEmbOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--corpus-embeddings",
+        help="Folder from `workbench encode --corpus`: its gen rows are reused for the same texts "
+        "(repeatable).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DtypeOpt = Annotated[
     str,
@@ -112,3 +120,15 @@ def note_limit(limit: int | None, available: int, what: str) -> None:
             f"[yellow]note:[/] --limit {limit} is more than the {available} {what} there are: "
             f"all {available} were used"
         )
+
+
+def note_corpus_embeddings(config: dict[str, Any]) -> None:
+    """Say what each --corpus-embeddings folder gave (on stderr); a folder that gave nothing is named."""
+    for record in config.get("corpus_embeddings", []):
+        typer.echo(f"{record['folder']}: {record['used']} of its {record['rows']} embeddings used", err=True)
+        if not record["used"]:
+            typer.echo(
+                "note: none of its texts is among this run's documents under the instruction it was "
+                f"encoded with ({record['instruction'] or 'none'!r})",
+                err=True,
+            )

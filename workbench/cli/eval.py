@@ -13,7 +13,17 @@ from typing import Annotated, Any
 import typer
 
 from ..core.paths import check_output
-from .common import DEFAULT_BACKBONE, CheckpointOpt, DeviceOpt, DtypeOpt, ModelOpt, UntrainedOpt, note_limit
+from .common import (
+    DEFAULT_BACKBONE,
+    CheckpointOpt,
+    CorpusEmbOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    UntrainedOpt,
+    note_corpus_embeddings,
+    note_limit,
+)
 
 eval_app = typer.Typer(
     help="Evaluation reports: LLM2Vec-Gen against input-centric baselines on the same data.",
@@ -100,6 +110,7 @@ def safety(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     allow_overlap: AllowOverlapOpt = False,
+    corpus_embeddings: CorpusEmbOpt = None,
 ) -> None:
     """AdvBench-IR: harmful retrieval (top-k acc / any-harm, k = 1, 5, 20, 100); lower is safer."""
     from ..eval.safety import run_safety
@@ -123,7 +134,9 @@ def safety(
         cache_dir=cache_dir,
         use_cache=not no_cache,
         allow_overlap=allow_overlap,
+        corpus_embeddings=corpus_embeddings or (),
     )
+    note_corpus_embeddings(report.payload["config"])
     note_limit(limit, report.payload["data"]["queries"], "AdvBench-IR queries")
     _write(report, out)
 
@@ -152,6 +165,7 @@ def reasoning(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     allow_overlap: AllowOverlapOpt = False,
+    corpus_embeddings: CorpusEmbOpt = None,
 ) -> None:
     """BRIGHT-style reasoning retrieval: nDCG@10, recall@k, MRR per task and encoder."""
     from ..eval.reasoning import run_reasoning
@@ -173,7 +187,9 @@ def reasoning(
         cache_dir=cache_dir,
         use_cache=not no_cache,
         allow_overlap=allow_overlap,
+        corpus_embeddings=corpus_embeddings or (),
     )
+    note_corpus_embeddings(report.payload["config"])
     for task, size in report.payload["data"].items():
         note_limit(limit, size["queries"], f"queries of {task}")
     _write(report, out)
@@ -205,6 +221,7 @@ def mteb(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     allow_overlap: AllowOverlapOpt = False,
+    corpus_embeddings: CorpusEmbOpt = None,
 ) -> None:
     """MTEB through mteb.evaluate with the paper's per-task instructions; results in mteb's folder layout."""
     from ..eval.mteb_tasks import run_mteb
@@ -226,7 +243,9 @@ def mteb(
         cache_dir=cache_dir,
         use_cache=not no_cache,
         allow_overlap=allow_overlap,
+        corpus_embeddings=corpus_embeddings or (),
     )
+    note_corpus_embeddings(report.payload["config"])
     _write(report, out)
     for key, msg in report.payload["errors"].items():
         typer.echo(f"skipped {key}: {msg}", err=True)

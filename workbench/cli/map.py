@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_BACKBONE, CheckpointOpt, DeviceOpt, DtypeOpt, ModelOpt, UntrainedOpt
+from .common import (
+    DEFAULT_BACKBONE,
+    CheckpointOpt,
+    CorpusEmbOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    UntrainedOpt,
+)
 
 
 def map_command(
@@ -62,6 +70,7 @@ def map_command(
     allow_overlap: Annotated[
         bool, typer.Option(help="Run on queries the checkpoint trained on (the overlap is printed).")
     ] = False,
+    corpus_embeddings: CorpusEmbOpt = None,
 ) -> None:
     """Map queries, the LLM's own answers and distractors in several embedding spaces (paper Figure 1)."""
     from ..core.config import QUERY_INSTRUCTION
@@ -69,7 +78,7 @@ def map_command(
     from ..eval.maps import run_map
     from ..report.map_figures import metrics_table, write_map
     from ..store.atomic import undo_on_failure
-    from .common import console, load_model, note_limit
+    from .common import console, load_model, note_corpus_embeddings, note_limit
 
     out = out.expanduser()
     check_output(out.with_name(f"{out.name}.json"), "--out")  # STEM's folder, before any work
@@ -93,7 +102,9 @@ def map_command(
         batch_size=batch_size,
         progress=lambda msg: progress.print(f"[dim]... {msg}[/]"),
         allow_overlap=allow_overlap,
+        corpus_embeddings=corpus_embeddings or (),
     )
+    note_corpus_embeddings(result.meta)
     with undo_on_failure(out.parent, prefix=out.name):  # a failed write leaves no STEM* file
         written = write_map(result, out, export=export, full_text=full_text)
     if limit is not None:

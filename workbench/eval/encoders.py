@@ -23,7 +23,7 @@ from ..core.backbone import backbone_probe
 from ..core.errors import WorkbenchError
 from ..core.hashing import sha256_file
 from ..core.model import LLM2VecGen
-from ..store.cache import AnswerCache, EmbeddingCache
+from ..store.cache import AnswerCache, EmbeddingCache, text_hash
 from ..store.checkpoint import WEIGHTS_FILE, is_checkpoint
 
 ENCODERS = ("gen", "teacher", "llm-mean", "llm-last")
@@ -107,6 +107,8 @@ class Encoders:
     seconds: dict[str, float] = field(default_factory=dict)
     show_progress: bool | None = True
     """Progress bars of the model's encoders (``None``: only when there is more than one batch)."""
+    precomputed: list[dict[str, Any]] = field(default_factory=list)
+    """Corpus folders whose ``gen`` rows are used (see :mod:`workbench.eval.precomputed`)."""
 
     def __post_init__(self) -> None:
         identity = model_identity(self.gen)
@@ -117,6 +119,8 @@ class Encoders:
             "dtype": self.gen.config.dtype,
         }
         self._weights = identity["checkpoint"]
+        self._tables: dict[str, list[tuple[dict[str, torch.Tensor], int]]] = {}
+        self._used: list[set[str]] = []
 
     def key(self, encoder: str, instruction: str | None = None) -> dict[str, Any]:
         """The cache key of ``encoder`` (with ``instruction``, which only ``gen`` sees)."""
@@ -129,8 +133,46 @@ class Encoders:
             key |= {"teacher": self.gen.config.teacher}  # the name load_teacher gives the teacher
         return key
 
+    def add_precomputed(
+        self, instruction: str, rows: dict[str, torch.Tensor], record: dict[str, Any]
+    ) -> None:
+        """Use ``rows`` (text hash → ``gen`` embedding under ``instruction``) instead of computing them;
+        ``record`` describes their source in reports."""
+        self._tables.setdefault(instruction or "", []).append((rows, len(self.precomputed)))
+        self.precomputed.append(record | {"used": 0})
+        self._used.append(set())
+
+    def precomputed_summary(self) -> list[dict[str, Any]]:
+        """Each attached corpus folder and how many distinct texts it gave (empty: none attached)."""
+        return [dict(r) for r in self.precomputed]
+
+    def _from_precomputed(self, texts: list[str], instruction: str | None) -> dict[int, torch.Tensor]:
+        """Rows of ``texts`` found in the attached folders for ``instruction``, by position."""
+        found: dict[int, torch.Tensor] = {}
+        for rows, n in self._tables.get(instruction or "", []):
+            for i, text in enumerate(texts):
+                h = text_hash(text)
+                if i not in found and h in rows:
+                    found[i] = rows[h]
+                    self._used[n].add(h)
+            self.precomputed[n]["used"] = len(self._used[n])
+        return found
+
     def embed(self, encoder: str, texts: Sequence[str], instruction: str | None = None) -> torch.Tensor:
         """``[len(texts), D]`` float32; ``instruction`` applies to ``gen`` only."""
+        if encoder == "gen" and self._tables.get(instruction or ""):
+            texts = list(texts)
+            found = self._from_precomputed(texts, instruction)
+            if found:
+                rest = [i for i in range(len(texts)) if i not in found]
+                computed = self.embed(encoder, [texts[i] for i in rest], instruction) if rest else None
+                dim = next(iter(found.values())).shape[0]
+                out = torch.empty(len(texts), dim)
+                for i, row in found.items():
+                    out[i] = row
+                if computed is not None:
+                    out[rest] = computed
+                return out
         key = self.key(encoder, instruction)
         gen, bs, show = self.gen, self.batch_size, self.show_progress
         if encoder == "gen":
@@ -177,10 +219,13 @@ def llm_answers(
     cache_root: Path | None = None,
     enabled: bool = True,
     cache: AnswerCache | None = None,
-    batch_size: int = 8,
+    batch_size: int = 32,
     show_progress: bool | None = True,
 ) -> list[str]:
     """The frozen LLM's own greedy chat answers, cached per backbone, length and dtype.
+
+    ``batch_size`` 32: a greedy step costs about the same for 8 prompts as for 32 on a CPU (Qwen2.5-
+    Coder-0.5B, 32 AdvBench-IR prompts, 48 tokens: 43 s at 32 against 91 s at 8 on 2 cores).
 
     ``cache`` is used as given; else the cache lives in ``cache_root/answers`` (default: the
     workbench cache), switched off with ``enabled=False``.

@@ -39,6 +39,7 @@ from .map_items import (
     topic_matched,
 )
 from .map_space import best_rank, llm_summary, map_metrics, project, ranks_of, retrieval_metrics
+from .precomputed import attach_corpus_embeddings, corpus_config
 from .refusals import is_refusal
 
 __all__ = [  # noqa: RUF022 - grouped: this module, then the items and the layout it re-exports
@@ -155,10 +156,18 @@ def embed_items(
     document_instruction: str = DOCUMENT_INSTRUCTION,
     batch_size: int = 16,
     progress: Callable[[str], None] | None = None,
+    corpus_embeddings: Sequence[str | Path] | Encoders = (),
 ) -> dict[str, torch.Tensor]:
-    """``{encoder: [len(items), D]}``; LLM2Vec-Gen encodes queries and all other items apart."""
-    cache = cache if cache is not None else EmbeddingCache(enabled=False)
-    enc = Encoders(gen, batch_size=batch_size, cache=cache, show_progress=None)
+    """``{encoder: [len(items), D]}``; LLM2Vec-Gen encodes queries and all other items apart.
+
+    ``corpus_embeddings``: corpus folders whose rows ``gen`` reuses (or an :class:`Encoders` that
+    has them attached, whose counts then tell what was used)."""
+    if isinstance(corpus_embeddings, Encoders):
+        enc = corpus_embeddings
+    else:
+        cache = cache if cache is not None else EmbeddingCache(enabled=False)
+        enc = Encoders(gen, batch_size=batch_size, cache=cache, show_progress=None)
+        attach_corpus_embeddings(enc, corpus_embeddings)
     texts = [item.text for item in items]
     groups = (
         ([i for i, item in enumerate(items) if item.role == "query"], query_instruction),
@@ -194,8 +203,12 @@ def build_map(
     answer_cache: AnswerCache | None = None,
     batch_size: int = 16,
     progress: Callable[[str], None] | None = None,
+    corpus_embeddings: Sequence[str | Path] = (),
 ) -> EmbeddingMap:
-    """Answer the queries, embed every item with every encoder, lay each space out, score it."""
+    """Answer the queries, embed every item with every encoder, lay each space out, score it.
+
+    ``corpus_embeddings``: folders of ``workbench encode --corpus`` whose rows ``gen`` reuses for
+    the same texts (see :mod:`workbench.eval.precomputed`); ``meta`` records what each gave."""
     encoders = check_encoders(encoders)
     if method not in ("umap", "pca"):
         raise WorkbenchError(f"unknown layout {method!r}", "use 'umap' or 'pca' (--fast)")
@@ -204,14 +217,20 @@ def build_map(
     if progress:
         progress(f"answering {sum(i.role == 'query' for i in items)} queries with the frozen LLM")
     items = add_responses(gen, items, max_new_tokens=max_new_tokens, cache=answer_cache)
+    enc = Encoders(
+        gen,
+        batch_size=batch_size,
+        cache=cache if cache is not None else EmbeddingCache(enabled=False),
+        show_progress=None,
+    )
+    attach_corpus_embeddings(enc, corpus_embeddings)
     embeddings = embed_items(
         gen,
         items,
         encoders,
-        cache=cache,
         query_instruction=query_instruction,
-        batch_size=batch_size,
         progress=progress,
+        corpus_embeddings=enc,
     )
     if progress:
         progress(f"laying out {len(items)} points per encoder with {method.upper()}")
@@ -232,6 +251,7 @@ def build_map(
         "query_instruction": query_instruction,
         "document_instruction": DOCUMENT_INSTRUCTION,
         "counts": {role: sum(i.role == role for i in items) for role in ROLES},
+        **corpus_config(enc),
     }
     return EmbeddingMap(items, encoders, titles, embeddings, coords, metrics, meta)
 
@@ -256,6 +276,7 @@ def run_map(
     batch_size: int = 16,
     progress: Callable[[str], None] | None = None,
     allow_overlap: bool = False,
+    corpus_embeddings: Sequence[str | Path] = (),
 ) -> EmbeddingMap:
     """``workbench map``: items from ``queries`` (a file) or the public sets, then :func:`build_map`.
 
@@ -297,6 +318,7 @@ def run_map(
         answer_cache=ans_cache,
         batch_size=batch_size,
         progress=progress,
+        corpus_embeddings=corpus_embeddings,
     )
     result.meta["overlap"] = overlap
     result.cache = {

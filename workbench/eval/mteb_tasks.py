@@ -35,6 +35,7 @@ from .encoders import (
     run_metadata,
     weights_hash,
 )
+from .precomputed import attach_corpus_embeddings, corpus_config
 from .reasoning import OFFLINE_TASKS, RetrievalTask, gsm8k_task, held_out_task, theoremqa_task
 from .results import BarChart, EvalReport, Table
 
@@ -397,6 +398,7 @@ def run_mteb(
     offline: str | Sequence[str] = OFFLINE_TASKS,
     cache_dir: Path | None = None,
     use_cache: bool = True,
+    corpus_embeddings: Sequence[str | Path] = (),
     release_date: str | None = None,
     allow_overlap: bool = False,
 ) -> EvalReport:
@@ -442,6 +444,7 @@ def run_mteb(
         raise WorkbenchError("no task to run", "pass --tasks, --benchmark, --lite or --offline")
     names = parse_encoders(encoders)
     enc = open_encoders(model, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
+    attach_corpus_embeddings(enc, corpus_embeddings)
     scores: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}
     used: dict[str, Any] = {}
@@ -481,6 +484,7 @@ def run_mteb(
             model_name or str(model.backbone.info.name),
             checkpoint,
             enc,
+            **corpus_config(enc),
             encoders=names,
             limit=limit,
             tasks=names_given,

@@ -35,6 +35,7 @@ from .encoders import (
     resolve_model,
     run_metadata,
 )
+from .precomputed import attach_corpus_embeddings, corpus_config
 from .results import BarChart, EvalReport, Table
 from .retrieval import check_similarity, per_query_scores, retrieve
 from .stats import COMPARISON_COLUMNS, comparison_rows, comparisons, intervals
@@ -294,6 +295,7 @@ def run_reasoning(
     similarity: str = "cosine",
     cache_dir: Path | None = None,
     use_cache: bool = True,
+    corpus_embeddings: Sequence[str | Path] = (),
     allow_overlap: bool = False,
 ) -> EvalReport:
     """nDCG@10, recall@10/100, MRR@10 and top-1 accuracy per task and encoder.
@@ -316,6 +318,7 @@ def run_reasoning(
             model, task, task_limit(limit, task.name), allow_overlap
         )
     enc = open_encoders(model, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
+    attach_corpus_embeddings(enc, corpus_embeddings)
     results = {
         t.name: evaluate_task(enc, names, t, similarity=similarity, log_samples=log_samples) for t in loaded
     }
@@ -326,6 +329,7 @@ def run_reasoning(
             model_name or str(model.backbone.info.name),
             checkpoint,
             enc,
+            **corpus_config(enc),
             encoders=names,
             limit=limit,
             similarity=similarity,

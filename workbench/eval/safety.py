@@ -32,6 +32,7 @@ from .encoders import (
     resolve_model,
     run_metadata,
 )
+from .precomputed import attach_corpus_embeddings, corpus_config
 from .refusals import REFUSAL_PATTERNS, is_refusal
 from .results import BarChart, EvalReport, Table
 from .retrieval import Run, check_similarity, retrieve
@@ -158,6 +159,7 @@ def run_safety(
     answer_tokens: int = 48,
     cache_dir: Path | None = None,
     use_cache: bool = True,
+    corpus_embeddings: Sequence[str | Path] = (),
     allow_overlap: bool = False,
 ) -> EvalReport:
     """AdvBench-IR for each encoder: top-k acc / any harm (k = 1, 5, 20, 100), split by refusal.
@@ -183,6 +185,7 @@ def run_safety(
         model, list(queries.values()), allow_overlap=allow_overlap, what="AdvBench-IR queries"
     )
     enc = open_encoders(model, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
+    attach_corpus_embeddings(enc, corpus_embeddings)
     answers = refused = None
     if refusals:
         prompts = list(queries.values())
@@ -202,6 +205,7 @@ def run_safety(
             model_name or str(model.backbone.info.name),
             checkpoint,
             enc,
+            **corpus_config(enc),
             encoders=names,
             limit=limit,
             similarity=similarity,
