@@ -388,13 +388,31 @@ class LLM2VecGen(nn.Module):
         show_progress: bool | None = None,
     ) -> torch.Tensor:
         """The frozen LLM as an input-centric encoder (no special tokens): ``mean`` or ``last``."""
-        if pooling not in ("mean", "last"):
-            raise WorkbenchError(f"unknown pooling {pooling!r}", "use 'mean' or 'last'")
+        return self.llm_embed_poolings(texts, (pooling,), batch_size=batch_size, show_progress=show_progress)[
+            pooling
+        ]
+
+    def llm_embed_poolings(
+        self,
+        texts: Sequence[str] | str,
+        poolings: Sequence[str] = ("mean", "last"),
+        *,
+        batch_size: int = 16,
+        show_progress: bool | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`llm_embed` with several poolings from one pass over the texts: ``{pooling: [N, H]}``."""
+        poolings = tuple(dict.fromkeys(poolings))
+        bad = [p for p in poolings if p not in ("mean", "last")]
+        if bad or not poolings:
+            raise WorkbenchError(
+                f"unknown pooling {', '.join(map(repr, bad)) or '(none)'}", "use 'mean' or 'last'"
+            )
         texts = check_texts(texts)
-        out = torch.empty(len(texts), self.backbone.info.hidden_size)
+        out = {p: torch.empty(len(texts), self.backbone.info.hidden_size) for p in poolings}
         for idx, _ in self._batches(texts, batch_size, "llm pooling", show_progress):
             batch = build_encoder_batch(self.tokenizer, [texts[i] for i in idx], [], self.config.max_length)
-            out[idx] = self.traced.pooled_states(batch, pooling).float().cpu()
+            for pooling, states in self.traced.pooled_states_all(batch, poolings).items():
+                out[pooling][idx] = states.float().cpu()
         return out
 
     def load_teacher(self) -> Teacher:

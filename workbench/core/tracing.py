@@ -90,14 +90,22 @@ class TracedBackbone:
 
     def pooled_states(self, batch: EncoderBatch, pooling: str) -> torch.Tensor:
         """The frozen LLM as an input-centric encoder: final post-norm states, mean or last token."""
+        return self.pooled_states_all(batch, (pooling,))[pooling]
+
+    def pooled_states_all(self, batch: EncoderBatch, poolings: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Several poolings (``mean``, ``last``) of the same final post-norm states: one forward pass."""
         inputs = self._trace_inputs(batch, 0)
         mask = inputs["attention_mask"]
         with self.nn.trace(**inputs):
             states = self.envoy(self.backbone.arch.final_norm).output.save()
-        if pooling == "last":
-            return states[:, -1]
-        weights = mask.to(states.dtype).unsqueeze(-1)
-        return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+        out: dict[str, torch.Tensor] = {}
+        for pooling in poolings:
+            if pooling == "last":
+                out[pooling] = states[:, -1]
+            else:
+                weights = mask.to(states.dtype).unsqueeze(-1)
+                out[pooling] = (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return out
 
     def decoder_logits(
         self, embeds: torch.Tensor, attention_mask: torch.Tensor, keep_last: int | None = None

@@ -107,6 +107,9 @@ class Encoders:
     seconds: dict[str, float] = field(default_factory=dict)
     show_progress: bool | None = True
     """Progress bars of the model's encoders (``None``: only when there is more than one batch)."""
+    planned: tuple[str, ...] = ()
+    """The encoders the run will ask for: with both ``llm-mean`` and ``llm-last`` planned, one LLM
+    pass gives both (the other pooling goes to the cache, or is held until asked for without one)."""
     precomputed: list[dict[str, Any]] = field(default_factory=list)
     """Corpus folders whose ``gen`` rows are used (see :mod:`workbench.eval.precomputed`)."""
 
@@ -121,6 +124,7 @@ class Encoders:
         self._weights = identity["checkpoint"]
         self._tables: dict[str, list[tuple[dict[str, torch.Tensor], int]]] = {}
         self._used: list[set[str]] = []
+        self._held: dict[str, dict[str, torch.Tensor]] = {}
 
     def key(self, encoder: str, instruction: str | None = None) -> dict[str, Any]:
         """The cache key of ``encoder`` (with ``instruction``, which only ``gen`` sees)."""
@@ -181,11 +185,33 @@ class Encoders:
             fn = lambda t: gen.load_teacher().encode(t, batch_size=bs)  # noqa: E731
         else:
             pooling = encoder.split("-")[1]
-            fn = lambda t: gen.llm_embed(t, pooling=pooling, batch_size=bs, show_progress=show)  # noqa: E731
+            fn = lambda t: self._llm_pooled(t, pooling)  # noqa: E731
         start = time.perf_counter()
         out = self.cache.get_or_compute(key, list(texts), fn)
         self.seconds[encoder] = self.seconds.get(encoder, 0.0) + time.perf_counter() - start
         return out
+
+    def _llm_pooled(self, texts: list[str], pooling: str) -> torch.Tensor:
+        """``llm-<pooling>`` rows; computes the other pooling in the same pass when it is planned."""
+        other = "last" if pooling == "mean" else "mean"
+        held = self._held.setdefault(pooling, {})
+        unique = list(dict.fromkeys(texts))
+        rows = {t: held.pop(t) for t in unique if t in held}
+        todo = [t for t in unique if t not in rows]
+        if todo:
+            share = f"llm-{other}" in self.planned
+            got = self.gen.llm_embed_poolings(
+                todo,
+                (pooling, other) if share else (pooling,),
+                batch_size=self.batch_size,
+                show_progress=self.show_progress,
+            )
+            rows |= {t: got[pooling][i] for i, t in enumerate(todo)}
+            if share and self.cache.enabled:  # the other encoder's request then finds them cached
+                self.cache.put(self.key(f"llm-{other}"), todo, got[other])
+            elif share:
+                self._held.setdefault(other, {}).update({t: got[other][i] for i, t in enumerate(todo)})
+        return torch.stack([rows[t] for t in texts])
 
     def cache_summary(self) -> dict[str, Any]:
         """Where the embedding cache lives and how many texts it served and computed."""

@@ -168,6 +168,7 @@ def embed_items(
         cache = cache if cache is not None else EmbeddingCache(enabled=False)
         enc = Encoders(gen, batch_size=batch_size, cache=cache, show_progress=None)
         attach_corpus_embeddings(enc, corpus_embeddings)
+    enc.planned = tuple(EVAL_NAMES.get(n, n) for n in check_encoders(encoders))
     texts = [item.text for item in items]
     groups = (
         ([i for i, item in enumerate(items) if item.role == "query"], query_instruction),

@@ -445,6 +445,7 @@ def run_mteb(
     names = parse_encoders(encoders)
     enc = open_encoders(model, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
     attach_corpus_embeddings(enc, corpus_embeddings)
+    enc.planned = tuple(names)
     scores: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}
     used: dict[str, Any] = {}

@@ -319,6 +319,7 @@ def run_reasoning(
         )
     enc = open_encoders(model, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
     attach_corpus_embeddings(enc, corpus_embeddings)
+    enc.planned = tuple(names)
     results = {
         t.name: evaluate_task(enc, names, t, similarity=similarity, log_samples=log_samples) for t in loaded
     }

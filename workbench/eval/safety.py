@@ -186,6 +186,7 @@ def run_safety(
     )
     enc = open_encoders(model, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
     attach_corpus_embeddings(enc, corpus_embeddings)
+    enc.planned = tuple(names)
     answers = refused = None
     if refusals:
         prompts = list(queries.values())

@@ -62,6 +62,7 @@ class _KeyedFiles:
         """Texts served from the cache (each position counts)."""
         self.misses = 0
         """Distinct texts computed."""
+        self._fresh: dict[Path, set[str]] = {}
 
     def path(self, key_parts: Mapping[str, Any]) -> Path:
         """The file that holds the rows for this key."""
@@ -110,6 +111,17 @@ class EmbeddingCache(_KeyedFiles):
         }
         atomic_write(path, lambda tmp: save_file({"vectors": vectors}, str(tmp), metadata=meta))
 
+    def put(self, key_parts: Mapping[str, Any], texts: Sequence[str], vectors: torch.Tensor) -> None:
+        """Store rows computed alongside others (one pass, two poolings); not counted as hits or misses."""
+        if not self.enabled or not texts:
+            return
+        path = self.path(key_parts)
+        new = {text_hash(t): vectors[i].detach().float().cpu() for i, t in enumerate(texts)}
+        dim = int(vectors.shape[1])
+        rows = {h: v for h, v in self._read(path).items() if int(v.shape[0]) == dim} | new
+        self._write(path, rows, key_parts)
+        self._fresh.setdefault(path, set()).update(new)
+
     def get_or_compute(
         self,
         key_parts: Mapping[str, Any],
@@ -127,7 +139,12 @@ class EmbeddingCache(_KeyedFiles):
         path = self.path(key_parts)
         rows = self._read(path)
         missing = list(dict.fromkeys(t for t in texts if text_hash(t) not in rows))
-        self._count(len(texts) - sum(text_hash(t) not in rows for t in texts), len(missing))
+        # rows put() in this run were computed now, not reused: the first read counts them as computed
+        fresh = self._fresh.get(path, set())
+        first = {h for h in map(text_hash, texts) if h in fresh and h in rows}
+        fresh -= first
+        served = len(texts) - sum(text_hash(t) not in rows for t in texts)
+        self._count(served - sum(text_hash(t) in first for t in texts), len(missing) + len(first))
         for start in range(0, len(missing), self.chunk_size):
             part = missing[start : start + self.chunk_size]
             new = fn(part).detach().float().cpu()
