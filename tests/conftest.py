@@ -157,3 +157,16 @@ def swap_gaps(gen, twin, pairs, max_tokens: int = 16) -> tuple[float, float, dic
     nll = reconstruction_nll(gen, prompts, answers, max_tokens=max_tokens)
     before = reconstruction_nll(twin, prompts, answers, max_tokens=max_tokens)
     return nll[OTHER_NLL] - nll[OWN_NLL], before[OTHER_NLL] - before[OWN_NLL], nll, before
+
+
+def counting(gen, monkeypatch) -> list[list[str]]:
+    """Record the texts of every ``gen.embed`` call (a shard is one call)."""
+    calls: list[list[str]] = []
+    embed = gen.embed
+
+    def counted(texts, **kwargs):
+        calls.append(list(texts))
+        return embed(texts, **kwargs)
+
+    monkeypatch.setattr(gen, "embed", counted)
+    return calls

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CORPUS, tiny_gen
+from conftest import CORPUS, counting, tiny_gen
 from safetensors.torch import load_file
 
 from workbench.cli import main
@@ -22,19 +22,6 @@ from workbench.eval.corpus import encode_corpus, read_corpus_embeddings, shard_n
 BIN = Path(sys.executable).parent
 TEXTS = [f"{i}: {' '.join(CORPUS[i % len(CORPUS)].split())}" for i in range(40)]  # one line each
 SHARD = 8  # 40 texts: 5 shards
-
-
-def counting(gen, monkeypatch) -> list[list[str]]:
-    """Record the texts of every ``gen.embed`` call (a shard is one call)."""
-    calls: list[list[str]] = []
-    embed = gen.embed
-
-    def counted(texts, **kwargs):
-        calls.append(list(texts))
-        return embed(texts, **kwargs)
-
-    monkeypatch.setattr(gen, "embed", counted)
-    return calls
 
 
 def test_shards_read_back_equal_embed(tiny_dirs, tmp_path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CORPUS, tiny_gen
+from conftest import CORPUS, counting, tiny_gen
 
 from workbench.cli import main
 from workbench.core.config import DOCUMENT_INSTRUCTION, QUERY_INSTRUCTION
@@ -22,19 +22,6 @@ from workbench.store.cache import EmbeddingCache
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TEXTS = [f"{i}: {' '.join(CORPUS[i % len(CORPUS)].split())}" for i in range(12)]
-
-
-def counting(gen, monkeypatch) -> list[list[str]]:
-    """Record the texts of every ``gen.embed`` call."""
-    calls: list[list[str]] = []
-    embed = gen.embed
-
-    def counted(texts, **kwargs):
-        calls.append(list(texts))
-        return embed(texts, **kwargs)
-
-    monkeypatch.setattr(gen, "embed", counted)
-    return calls
 
 
 @pytest.fixture
