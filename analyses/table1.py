@@ -348,7 +348,8 @@ def publish(tmp: Path, kind: str, backbone: str, eval_dir: Path, limit: int | No
             continue
         dest = eval_dir / f"{new}{f.name[len(old) :]}"
         if f.suffix == ".html":
-            dest.write_text(f.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+            text = f.read_text(encoding="utf-8").replace(old, new)
+            dest.write_text(text.replace(f"{ROOT}/", ""), encoding="utf-8")  # repository-relative paths
         else:
             os.replace(f, dest)
     return target

@@ -4,6 +4,7 @@ refuses evaluation queries and other models' answers, and intervals say result o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,22 @@ def test_committed_reports_ran_on_no_training_prompt(name: str) -> None:
     path = Path(__file__).resolve().parents[1] / "figures" / "eval" / name
     for record in _overlap_records(path):
         assert record["checked"] and record["overlap"] == 0, f"{name}: {record}"
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:root|home|tmp|work|Users)/")
+
+
+def test_committed_artefacts_name_no_machine_path() -> None:
+    """Reports, figures, cards, benchmark results and notebooks record repository-relative or
+    redacted paths, never a folder of the machine that made them."""
+    root = Path(__file__).resolve().parents[1]
+    folders = ("figures", "workbench/checkpoints", "benchmarks/results", "notebooks")
+    suffixes = {".json", ".html", ".md", ".ipynb", ".jsonl", ".txt", ".yaml"}
+    found = []
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix in suffixes and path.is_file() and path.name != "plotly.min.js":
+                for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                    if MACHINE_PATH.search(line):
+                        found.append(f"{path.relative_to(root)}:{n}")
+    assert not found, f"machine paths in committed artefacts: {found[:10]}"
