@@ -169,7 +169,8 @@ class Encoders:
             found = self._from_precomputed(texts, instruction)
             if found:
                 rest = [i for i in range(len(texts)) if i not in found]
-                computed = self.embed(encoder, [texts[i] for i in rest], instruction) if rest else None
+                missing = [texts[i] for i in rest]
+                computed = self._embed_cached(encoder, missing, instruction) if rest else None
                 dim = next(iter(found.values())).shape[0]
                 out = torch.empty(len(texts), dim)
                 for i, row in found.items():
@@ -177,6 +178,10 @@ class Encoders:
                 if computed is not None:
                     out[rest] = computed
                 return out
+        return self._embed_cached(encoder, texts, instruction)
+
+    def _embed_cached(self, encoder: str, texts: Sequence[str], instruction: str | None) -> torch.Tensor:
+        """Rows through the embedding cache, computing the missing ones (no corpus-folder lookup)."""
         key = self.key(encoder, instruction)
         gen, bs, show = self.gen, self.batch_size, self.show_progress
         if encoder == "gen":
