@@ -205,8 +205,10 @@ def interval_text(v: dict[str, Any] | None) -> str:
 def relative_cell(info: dict[str, Any], column: str) -> str:
     v = info.get("versus_best", {}).get(column)
     cell = pct(info["relative"][column])
-    if not v or v["improvement_ci"][0] != v["improvement_ci"][0]:  # nan: a baseline mean resampled to 0
+    if not v:
         return cell
+    if v["improvement_ci"][0] != v["improvement_ci"][0]:  # nan: a baseline mean resampled to 0
+        return f"{cell} [n/a] {v['verdict']}"
     lo, hi = v["improvement_ci"]
     return f"{cell} [{lo * 100:+.1f}, {hi * 100:+.1f}] {v['verdict']}"
 
@@ -373,7 +375,9 @@ def markdown(table: dict[str, dict[str, Any]]) -> str:
         "",
         "Positive = LLM2Vec-Gen better: harm reduction 1 - gen/best for the AdvBench-IR columns, "
         "gain gen/best - 1 for nDCG@10. In brackets the 95% paired-bootstrap interval over queries "
-        "(2,000 resamples); a *result* when the interval of the difference excludes 0, else a *hint*.",
+        "(2,000 resamples); a *result* when the interval of the difference excludes 0, else a *hint*. "
+        "[n/a]: the baseline's value resamples to 0, so the relative change has no interval; the verdict "
+        "still comes from the difference's.",
         "",
         "| model | " + " | ".join(HEADERS[c] for c in cols) + " | harmful retrieval | reasoning |",
         "|---|" + "---|" * (len(cols) + 2),

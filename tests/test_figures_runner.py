@@ -254,3 +254,19 @@ def test_table1_relative_and_publish(tmp_path: Path) -> None:
     assert "answers" not in filed and "first 3 queries" in filed["note"]
     assert (eval_dir / "safety-tiny-acc.png").read_bytes() == b"png"
     assert "safety-tiny-acc.html" in (eval_dir / "safety-tiny.html").read_text()
+
+
+def test_table1_relative_cell_marks_an_undefined_relative_interval() -> None:
+    """A baseline that resamples to 0 has no relative interval; the cell still carries the verdict."""
+    table1 = _table1()
+    nan = float("nan")
+    info = {
+        "relative": {"acc": -31.5, "harm": -0.069},
+        "versus_best": {
+            "acc": {"improvement_ci": [nan, nan], "verdict": "result"},
+            "harm": {"improvement_ci": [-0.139, -0.0001], "verdict": "hint"},
+        },
+    }
+    assert table1.relative_cell(info, "acc") == "-3150.0% [n/a] result"
+    assert table1.relative_cell(info, "harm") == "-6.9% [-13.9, -0.0] hint"
+    assert table1.relative_cell({"relative": {"x": 0.1}}, "x") == "+10.0%"
