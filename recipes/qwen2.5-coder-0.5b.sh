@@ -95,3 +95,8 @@ workbench train --config recipes/qwen2.5-coder-0.5b-stage4.yaml --init-from "$RU
    --responses "$RUN/responses-mix.jsonl" --out "$RUN/train4" "$@"
 workbench quality "$RUN/train4" --heldout "$RUN/heldout-mix.jsonl" --train-responses "$RUN/responses-mix.jsonl" \
    --out "$RUN/quality-mix.json" | tee "$RUN/quality-mix.md"
+# The shipped stage-3 checkpoint on the same held-out set, for the card
+# (figures/training/qwen2.5-coder-0.5b/quality-heldout-mix.json; its generic-answer pool is the
+# first 200 rows of stage 3's training responses, GSM8K questions)
+workbench quality "$RUN/train3" --heldout "$RUN/heldout-mix.jsonl" --train-responses "$RUN/responses-short.jsonl" \
+   --out "$RUN/quality-stage3-mix.json" | tee "$RUN/quality-stage3-mix.md"
