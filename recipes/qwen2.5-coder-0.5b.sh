@@ -95,6 +95,10 @@ workbench train --config recipes/qwen2.5-coder-0.5b-stage4.yaml --init-from "$RU
    --responses "$RUN/responses-mix.jsonl" --out "$RUN/train4" "$@"
 workbench quality "$RUN/train4" --heldout "$RUN/heldout-mix.jsonl" --train-responses "$RUN/responses-mix.jsonl" \
    --out "$RUN/quality-mix.json" | tee "$RUN/quality-mix.md"
+# Keep the candidate's checkpoint beside its report (about 5 MB): a run folder does not outlive the
+# machine, and a candidate that is not kept must be retrained before it can be shipped or compared.
+C=figures/training/qwen2.5-coder-0.5b/stage4-candidate/checkpoint
+mkdir -p "$C" && cp "$RUN"/train4/llm2vec_gen_* "$C"/
 # The shipped stage-3 checkpoint on the same held-out set, for the card
 # (figures/training/qwen2.5-coder-0.5b/quality-heldout-mix.json; its generic-answer pool is the
 # first 200 rows of stage 3's training responses, GSM8K questions)
