@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -13,6 +14,21 @@ from typing import Any
 def token_counter(tokenizer: Any) -> Callable[[str], int]:
     """Tokens of a text as the encoder tokenizes it (tokenizer defaults, no specials appended)."""
     return lambda text: len(tokenizer(text)["input_ids"])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set in MB: ``VmHWM`` of ``/proc/self/status`` where there is one.
+
+    ``ru_maxrss`` is not used on Linux: a process started from a large one reports at least the
+    parent's resident set at the fork (the high-water mark survives fork and exec); ``VmHWM`` belongs
+    to the process's own memory map."""
+    import resource
+
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def machine_info() -> dict[str, Any]:

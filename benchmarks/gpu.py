@@ -271,11 +271,43 @@ def _field(path: Path, name: str, start: int, count: int) -> list[str]:
     return [json.loads(line)[name].strip() for line in lines]
 
 
+def bench_texts(data: Path) -> dict[str, Any]:
+    """The encode texts and the training prompts and responses (NQ-open and GSM8K), with their sources."""
+    from workbench.core.config import QUERY_INSTRUCTION, with_instruction
+
+    nq = data / "nq-open" / "NQ-open.dev.jsonl"
+    gsm = data / "gsm8k" / "train.jsonl"
+    encode = with_instruction(
+        _field(nq, "question", 0, 320) + _field(gsm, "question", 0, 192), QUERY_INSTRUCTION
+    )
+    random.Random(SEED).shuffle(encode)  # the --tiny prefix holds both kinds
+    train_pairs = FULL["train_pairs"]
+    questions = _field(gsm, "question", 1000, 4 * train_pairs)
+    prompts = [" ".join(questions[4 * i : 4 * i + 4]) for i in range(train_pairs)]
+    answers = _field(gsm, "answer", 1000, train_pairs)
+    responses = [re.sub(r"<<[^>]*>>", "", a).replace("\n", " ") for a in answers]
+    return {
+        "encode": encode,
+        "train_prompts": prompts,
+        "train_responses": responses,
+        "sources": {
+            "encode": "NQ-open dev questions 0-319 and GSM8K train questions 0-191, with the query "
+            "instruction, shuffled (seed 0)",
+            "train_prompts": "GSM8K train questions 1000-1255, four per prompt (over 128 tokens each)",
+            "train_responses": "GSM8K train answers 1000-1063, calculator annotations removed",
+        },
+    }
+
+
+def short_prompts(tokenizer: Any, prompts: list[str], tokens: int) -> int:
+    """How many ``prompts`` are under ``tokens`` tokens (each must fill the training input)."""
+    return sum(len(tokenizer(p)["input_ids"]) < tokens for p in prompts)
+
+
 def prepare(assets: Path, texts_file: Path, data: Path) -> int:
     """Copy the backbones' config and tokenizer files into ``assets`` and write the texts JSON."""
     from transformers import AutoTokenizer
 
-    from workbench.core.config import QUERY_INSTRUCTION, with_instruction
     from workbench.core.paths import dequantised_path
     from workbench.core.registry import BACKBONES as REGISTRY
 
@@ -289,32 +321,12 @@ def prepare(assets: Path, texts_file: Path, data: Path) -> int:
         for file in ASSET_FILES:  # never model.safetensors
             if (src / file).is_file():
                 shutil.copyfile(src / file, dest / file)
-    nq = data / "nq-open" / "NQ-open.dev.jsonl"
-    gsm = data / "gsm8k" / "train.jsonl"
-    encode = with_instruction(
-        _field(nq, "question", 0, 320) + _field(gsm, "question", 0, 192), QUERY_INSTRUCTION
-    )
-    random.Random(SEED).shuffle(encode)  # the --tiny prefix holds both kinds
-    questions = _field(gsm, "question", 1000, 4 * FULL["train_pairs"])
-    prompts = [" ".join(questions[4 * i : 4 * i + 4]) for i in range(FULL["train_pairs"])]
-    answers = _field(gsm, "answer", 1000, FULL["train_pairs"])
-    responses = [re.sub(r"<<[^>]*>>", "", a).replace("\n", " ") for a in answers]
+    texts = bench_texts(data)
     for name in BACKBONES:  # every training prompt must fill the 128-token input
         tok = AutoTokenizer.from_pretrained(str(assets / name))
-        short = [len(tok(p)["input_ids"]) for p in prompts if len(tok(p)["input_ids"]) < FULL["input_tokens"]]
+        short = short_prompts(tok, texts["train_prompts"], FULL["input_tokens"])
         if short:
-            sys.exit(f"{len(short)} training prompts are under {FULL['input_tokens']} tokens for {name}")
-    texts = {
-        "encode": encode,
-        "train_prompts": prompts,
-        "train_responses": responses,
-        "sources": {
-            "encode": "NQ-open dev questions 0-319 and GSM8K train questions 0-191, with the query "
-            "instruction, shuffled (seed 0)",
-            "train_prompts": "GSM8K train questions 1000-1255, four per prompt (over 128 tokens each)",
-            "train_responses": "GSM8K train answers 1000-1063, calculator annotations removed",
-        },
-    }
+            sys.exit(f"{short} training prompts are under {FULL['input_tokens']} tokens for {name}")
     texts_file.parent.mkdir(parents=True, exist_ok=True)
     texts_file.write_text(json.dumps(texts, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     root = texts_file.parent
@@ -371,13 +383,14 @@ def build_random(
     return folder
 
 
-def load_gen(folder: Path, dtype: str, device: Any, rec: dict[str, Any]) -> Any:
-    """``workbench.load(folder, untrained=True, dtype=...)``, on ``device``."""
+def load_gen(folder: str | Path, dtype: str, device: Any, rec: dict[str, Any], untrained: bool = True) -> Any:
+    """``workbench.load(folder, untrained=..., dtype=...)``, on ``device`` (a registry name with
+    ``untrained=False`` gets its shipped trained checkpoint)."""
     import torch
 
     import workbench
 
-    kwargs: dict[str, Any] = {"untrained": True, "dtype": dtype}
+    kwargs: dict[str, Any] = {"untrained": untrained, "dtype": dtype}
     has_device = "device" in inspect.signature(workbench.load).parameters
     if has_device:
         kwargs["device"] = str(device)
@@ -403,6 +416,7 @@ def load_gen(folder: Path, dtype: str, device: Any, rec: dict[str, Any]) -> Any:
         "special_tokens": {"thought": gen.config.num_thought, "compress": gen.config.num_compress},
         "max_length": gen.config.max_length,
         "precision": getattr(gen, "precision", None),
+        "trained": bool(getattr(gen, "trained", False)),
     }
     assert isinstance(gen.special, torch.nn.Parameter)
     return gen
@@ -425,9 +439,18 @@ def export_official_pair(gens: dict[str, Any], work: Path, name: str, rec: dict[
 
 
 def encode_section(
-    gens: dict[str, Any], texts: list[str], s: dict[str, Any], device: Any, rec: dict[str, Any]
+    gens: dict[str, Any],
+    texts: list[str],
+    s: dict[str, Any],
+    device: Any,
+    rec: dict[str, Any],
+    others: dict[str, Callable[[], float]] | None = None,
 ) -> dict[str, Any]:
-    """texts/s of ``gen.embed`` per dtype (alternating), and the bf16-vs-fp32 cosine."""
+    """texts/s of ``gen.embed`` per dtype (alternating), and the bf16-vs-fp32 cosine.
+
+    ``others`` are further sides timed in the same rotation: a label and a call that encodes the
+    same texts (warmed up already) and returns its seconds."""
+    others = others or {}
     batch = s["batch_size"]
     tok = gens["float32"].tokenizer
     counts = [len(tok(t)["input_ids"]) for t in texts]
@@ -440,11 +463,14 @@ def encode_section(
     for gen in gens.values():  # warm-up
         gen.embed(texts[: 2 * batch], batch_size=batch, show_progress=False)
     sync(device)
-    times: dict[str, list[float]] = {d: [] for d in gens}
+    times: dict[str, list[float]] = {d: [] for d in [*gens, *others]}
     embs: dict[str, Any] = {}
     reset_peak(device)
     for r in range(s["repeats"]):
-        for dtype in rotated(list(gens), r):
+        for dtype in rotated(list(times), r):
+            if dtype in others:
+                times[dtype].append(others[dtype]())
+                continue
             sync(device)
             began = time.perf_counter()
             embs[dtype] = gens[dtype].embed(texts, batch_size=batch, show_progress=False)
@@ -495,9 +521,20 @@ def forced_length(gen: Any, counter: list[int]) -> Iterator[None]:
 
 
 def generate_section(
-    gens: dict[str, Any], texts: list[str], s: dict[str, Any], device: Any, rec: dict[str, Any]
+    gens: dict[str, Any],
+    texts: list[str],
+    s: dict[str, Any],
+    device: Any,
+    rec: dict[str, Any],
+    others: dict[tuple[str, int], Callable[[], tuple[float, int]]] | None = None,
+    others_repeats: int = 1,
 ) -> None:
-    """tokens/s of ``gen.generate(states, max_new_tokens=N)`` per dtype and batch size."""
+    """tokens/s of ``gen.generate(states, max_new_tokens=N)`` per dtype and batch size.
+
+    ``others`` are further sides, keyed (label, batch size): a call that generates N tokens from
+    the same first texts (warmed up by itself) and returns its seconds and new tokens; they join the
+    rotation in the first ``others_repeats`` repeats."""
+    others = others or {}
     new, batches = s["new_tokens"], s["gen_batches"]
     rec.update(
         new_tokens=new,
@@ -510,8 +547,8 @@ def generate_section(
         d: g.compression_states(texts[: max(batches)], batch_size=max(batches)) for d, g in gens.items()
     }
     combos = [(d, b) for d in gens for b in batches]
-    counters: dict[tuple[str, int], list[int]] = {c: [] for c in combos}
-    times: dict[tuple[str, int], list[float]] = {c: [] for c in combos}
+    counters: dict[tuple[str, int], list[int]] = {c: [] for c in [*combos, *others]}
+    times: dict[tuple[str, int], list[float]] = {c: [] for c in [*combos, *others]}
     with contextlib.ExitStack() as stack:
         counts: dict[str, list[int]] = {}
         for dtype, gen in gens.items():
@@ -521,24 +558,31 @@ def generate_section(
             gens[dtype].generate(states[dtype][:b], max_new_tokens=min(8, new), batch_size=b)
         reset_peak(device)
         for r in range(s["gen_repeats"]):
-            for dtype, b in rotated(combos, r):
-                before = len(counts[dtype])
-                sync(device)
-                began = time.perf_counter()
-                gens[dtype].generate(states[dtype][:b], max_new_tokens=new, batch_size=b)
-                sync(device)
-                times[(dtype, b)].append(time.perf_counter() - began)
-                counters[(dtype, b)].append(sum(counts[dtype][before:]))
+            for dtype, b in rotated(combos + list(others) if r < others_repeats else combos, r):
+                if (dtype, b) in others:
+                    seconds, tokens = others[(dtype, b)]()
+                    times[(dtype, b)].append(seconds)
+                    counters[(dtype, b)].append(tokens)
+                else:
+                    before = len(counts[dtype])
+                    sync(device)
+                    began = time.perf_counter()
+                    gens[dtype].generate(states[dtype][:b], max_new_tokens=new, batch_size=b)
+                    sync(device)
+                    times[(dtype, b)].append(time.perf_counter() - began)
+                    counters[(dtype, b)].append(sum(counts[dtype][before:]))
                 print(f"   {dtype} batch {b}: {times[(dtype, b)][-1]:.2f} s", flush=True)
-            rec["seconds"] = {f"{d}_b{b}": [round(t, 3) for t in times[(d, b)]] for d, b in combos}
+            rec["seconds"] = {f"{d}_b{b}": [round(t, 3) for t in v] for (d, b), v in times.items() if v}
     out: dict[str, Any] = {}
-    for dtype, b in combos:
-        t, n = median(times[(dtype, b)]), statistics.median(counters[(dtype, b)])
+    for (dtype, b), values in times.items():
+        if not values:
+            continue
+        t, n = median(values), statistics.median(counters[(dtype, b)])
         out[f"{dtype}_b{b}"] = {
             "median_s": round(t, 3),
             "new_tokens_total": int(n),
             "tokens_per_s": round(n / t, 1),
-            "ms_per_step": round(1000 * t / new, 2),
+            "ms_per_step": round(1000 * t / (new if (dtype, b) in combos else max(1.0, n / b)), 2),
         }
     rec["results"] = out
     rec["speedup_bf16_over_fp32"] = {
@@ -569,7 +613,10 @@ class TrainBench:
         b = s["train_batch"]
         self.batches = [list(range(i, i + b)) for i in range(0, n - b + 1, b)]
 
-    def run(self, autocast_bf16: bool, device: Any, rec: dict[str, Any]) -> None:
+    @contextlib.contextmanager
+    def stepping(self, autocast_bf16: bool, device: Any) -> Iterator[Callable[[int], tuple[float, float]]]:
+        """A fresh optimiser and the step ``k -> (loss, seconds)`` on batch ``k`` (cycling); the encoder
+        input is ``input_tokens`` wide meanwhile (``self.width`` once it starts)."""
         import torch
 
         from workbench.core.losses import alignment_loss_sum, cosine_stats, pad_right, reconstruction_loss_sum
@@ -597,30 +644,39 @@ class TrainBench:
             optimizer.zero_grad(set_to_none=True)
             return float(loss.item())
 
+        def timed(k: int) -> tuple[float, float]:
+            idx = self.batches[k % len(self.batches)]
+            sync(device)
+            began = time.perf_counter()
+            loss = step(idx)
+            sync(device)
+            return loss, time.perf_counter() - began
+
         try:
-            width = gen.encoder_batch([self.prompts[i] for i in self.batches[0]]).input_ids.shape[1]
+            self.width = int(gen.encoder_batch([self.prompts[i] for i in self.batches[0]]).input_ids.shape[1])
+            yield timed
+        finally:
+            gen.config.max_length = old_length
+
+    def run(self, autocast_bf16: bool, device: Any, rec: dict[str, Any]) -> None:
+        s = self.s
+        with self.stepping(autocast_bf16, device) as timed:
             losses, times = [], []
             reset_peak(device)
-            total = s["train_warmup"] + s["train_steps"]
-            for k in range(total):
-                idx = self.batches[k % len(self.batches)]
-                sync(device)
-                began = time.perf_counter()
-                losses.append(step(idx))
-                sync(device)
+            for k in range(s["train_warmup"] + s["train_steps"]):
+                loss, seconds = timed(k)
+                losses.append(loss)
                 if k >= s["train_warmup"]:
-                    times.append(time.perf_counter() - began)
+                    times.append(seconds)
             rec.update(
                 first_step_loss=losses[0],
                 losses=[round(x, 5) for x in losses],
                 step_s=[round(t, 5) for t in times],
                 median_step_s=round(median(times), 5),
-                pairs_per_s=round(b / median(times), 1),
-                encoder_width=int(width),
+                pairs_per_s=round(s["train_batch"] / median(times), 1),
+                encoder_width=self.width,
                 peak_gpu_mb=peak_mb(device),
             )
-        finally:
-            gen.config.max_length = old_length
 
 
 def train_section(

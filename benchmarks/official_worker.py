@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 
 import torch
+from common import peak_rss_mb
 
 
 def main() -> None:
@@ -82,7 +82,7 @@ def main() -> None:
         "batched_s_all": times,
         "texts_per_s": len(texts) / batched_s,
         "parameters_loaded": params,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),  # VmHWM: ru_maxrss would carry the parent's RSS over
         "padding_side": model.tokenizer.padding_side,
         "special_tokens": specials,
         "torch": torch.__version__,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -114,6 +113,7 @@ def prepare(work: Path) -> tuple[Path, int]:
 def workbench_worker(texts_file: str, out: str, batch_size: int, threads: int, repeats: int) -> None:
     """The workbench side, in its own process: load, encode batched and one by one, peak RSS."""
     import torch
+    from common import peak_rss_mb
     from safetensors.torch import save_file
 
     torch.set_num_threads(threads)
@@ -151,14 +151,14 @@ def workbench_worker(texts_file: str, out: str, batch_size: int, threads: int, r
         "batched_s_all": times,
         "texts_per_s": len(texts) / batched_s,
         "parameters_loaded": params,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),  # VmHWM: ru_maxrss would carry the parent's RSS over
         "special_ids": gen.special_ids,
     }
     print("REPORT " + json.dumps(report))
 
 
-def run_worker(cmd: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def run_worker(cmd: list[str], extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(extra_env or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("REPORT ")), None)
     if proc.returncode != 0 or line is None:
@@ -177,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--setup", action="store_true", help="create the side environment if missing")
+    parser.add_argument(
+        "--official-site",
+        type=Path,
+        default=None,
+        help="instead of --venv: a pip --target folder with llm2vec-gen 0.1.3, transformers 4.56.2, peft "
+        "0.18.0 (see cpu_bf16.py), run with this interpreter's torch",
+    )
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
@@ -190,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     from common import machine_info, print_table
     from safetensors.torch import load_file
 
-    python = side_python(args.venv, args.setup)
+    if args.official_site is not None:  # the packages in a pip --target folder, torch from this venv
+        python, side_env = Path(sys.executable), {"PYTHONPATH": str(args.official_site)}
+    else:
+        python, side_env = side_python(args.venv, args.setup), {}
     work = args.work or Path(tempfile.mkdtemp(prefix="parity-official-"))
     work.mkdir(parents=True, exist_ok=True)
     ckpt, max_length = prepare(work)
@@ -224,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             *common,
             "--max-length",
             str(max_length),
-        ]
+        ],
+        side_env,
     )
     a, b = load_file(str(work / "ours.safetensors")), load_file(str(work / "theirs.safetensors"))
     same_ids = [
@@ -249,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         "differences": DIFFERENCES,
         "target_min_cosine": TARGET_COSINE,
         "machine": machine_info(),
-        "side_environment": args.venv.name,  # its versions are under "official"; no machine path
+        # its versions are under "official"; no machine path
+        "side_environment": "pip --target folder" if args.official_site else args.venv.name,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -12,6 +12,7 @@ import workbench
 from workbench.cli import main
 from workbench.core.config import native_bf16, resolve_device, resolve_dtype
 from workbench.core.errors import WorkbenchError
+from workbench.core.tracing import TracedBackbone
 
 TEXTS = [
     "How do I bake bread at home?",
@@ -133,3 +134,26 @@ def test_training_a_bfloat16_backbone_keeps_float32_weights(tiny_dirs, tmp_path)
     assert len(log) == 3 and all(r["recon_loss"] == r["recon_loss"] for r in log)  # no NaN
     saved = load_file(str(out / "llm2vec_gen_weights.safetensors"))
     assert all(v.dtype == torch.float32 for v in saved.values())
+
+
+def test_output_head_gets_a_contiguous_input_with_the_same_logits(tiny_dirs) -> None:
+    """``logits_to_keep`` hands the head a strided slice; the wrapper's pre-hook makes it contiguous
+    (torch's CPU bfloat16 product with a strided input is hundreds of times slower), once per module."""
+    gen = workbench.load(str(tiny_dirs["qwen2"]), untrained=True, teacher="self")
+    head = gen.backbone.submodule(gen.backbone.arch.lm_head)
+    seen: list[bool] = []
+    probe = head.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    states = torch.randn(3, 7, head.in_features)
+    strided = states[:, -2:, :]
+    assert not strided.is_contiguous()
+    with torch.no_grad():
+        out = head(strided)
+        gen.embed(TEXTS[:2])  # encoder pass: logits_to_keep=1 slices the final states
+    probe.remove()
+    assert seen and all(seen)
+    torch.testing.assert_close(out, F.linear(strided.contiguous(), head.weight, head.bias), rtol=0, atol=0)
+    # a second wrapper around the same model does not stack another hook
+    before = len(head._forward_pre_hooks)
+
+    TracedBackbone(gen.backbone)
+    assert len(head._forward_pre_hooks) == before
